@@ -8,6 +8,7 @@
 //! - [`target`]: parsing of `domain_or_ip_target` into a domain name (A-labels) or an IP address.
 //! - [`catalogue`]: the perspective catalogue (`available_perspectives.yaml`) and RIRs.
 //! - [`subject`]: NATS subject names and the headers that travel with a perspective call.
+//! - [`signing`]: Ed25519 signatures on perspective replies.
 //! - [`appconf`]: the `KEY=VALUE` configuration files of the seed deployment, with environment
 //!   overrides.
 //!
@@ -22,5 +23,6 @@ pub mod dcv;
 pub mod reply;
 pub mod request;
 pub mod response;
+pub mod signing;
 pub mod subject;
 pub mod target;
