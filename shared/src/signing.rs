@@ -213,54 +213,65 @@ mod tests {
         let other_region = ReplyVerifier::new("eu-west-2", vec![signer.verifying_key()]);
         let wrong_key = ReplyVerifier::new("us-east-1", vec![key(2).verifying_key()]);
 
-        let cases: [(&str, &ReplyVerifier, &str, &[u8], Option<&str>); 6] = [
-            (
-                "changed body",
-                &verifier,
-                "req-1",
-                b"{\"check_passed\":true}",
-                Some(&signature),
-            ),
-            (
-                "replayed for another request",
-                &verifier,
-                "req-2",
-                b"{\"check_passed\":false}",
-                Some(&signature),
-            ),
-            (
-                "answered as another perspective",
-                &other_region,
-                "req-1",
-                b"{\"check_passed\":false}",
-                Some(&signature),
-            ),
-            (
-                "unknown key",
-                &wrong_key,
-                "req-1",
-                b"{\"check_passed\":false}",
-                Some(&signature),
-            ),
-            (
-                "unsigned",
-                &verifier,
-                "req-1",
-                b"{\"check_passed\":false}",
-                None,
-            ),
-            (
-                "not base64",
-                &verifier,
-                "req-1",
-                b"{\"check_passed\":false}",
-                Some("%%%"),
-            ),
+        struct Case<'a> {
+            name: &'a str,
+            verifier: &'a ReplyVerifier,
+            request_id: &'a str,
+            body: &'a [u8],
+            signature: Option<&'a str>,
+        }
+        let original: &[u8] = b"{\"check_passed\":false}";
+        let cases = [
+            Case {
+                name: "changed body",
+                verifier: &verifier,
+                request_id: "req-1",
+                body: b"{\"check_passed\":true}",
+                signature: Some(&signature),
+            },
+            Case {
+                name: "replayed for another request",
+                verifier: &verifier,
+                request_id: "req-2",
+                body: original,
+                signature: Some(&signature),
+            },
+            Case {
+                name: "answered as another perspective",
+                verifier: &other_region,
+                request_id: "req-1",
+                body: original,
+                signature: Some(&signature),
+            },
+            Case {
+                name: "unknown key",
+                verifier: &wrong_key,
+                request_id: "req-1",
+                body: original,
+                signature: Some(&signature),
+            },
+            Case {
+                name: "unsigned",
+                verifier: &verifier,
+                request_id: "req-1",
+                body: original,
+                signature: None,
+            },
+            Case {
+                name: "not base64",
+                verifier: &verifier,
+                request_id: "req-1",
+                body: original,
+                signature: Some("%%%"),
+            },
         ];
-        for (name, verifier, request_id, body, signature) in cases {
+        for case in cases {
             assert!(
-                verifier.verify(request_id, body, signature).is_err(),
-                "case {name:?} was accepted"
+                case.verifier
+                    .verify(case.request_id, case.body, case.signature)
+                    .is_err(),
+                "case {:?} was accepted",
+                case.name
             );
         }
     }
