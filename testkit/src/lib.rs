@@ -4,6 +4,7 @@
 //! | Module | Fixture | Used for |
 //! |---|---|---|
 //! | [`dns`] | [`dns::TestDns`], an authoritative DNS server over UDP and TCP | CAA and DNS-based DCV checks |
+//! | [`nats`] | [`nats::NatsServer`], a `nats-server` child process killed on drop | transport tests, hub and leaf-node setups |
 //! | [`silent`] | [`silent::SilentServer`], UDP and TCP that never answer | resolver and client timeouts |
 //!
 //! Fixtures panic when they cannot start, with a message that names the cause, because
@@ -17,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod dns;
+pub mod nats;
 pub mod silent;
 
 mod loopback;
