@@ -53,7 +53,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::{Header, HeaderCounts, Metadata, ResponseCode};
@@ -69,6 +69,7 @@ use hickory_server::zone_handler::{
     AxfrPolicy, Catalog, MessageResponseBuilder, ZoneHandler, ZoneType,
 };
 
+use crate::lock;
 use crate::loopback::{bind_udp_and_tcp, local_addr};
 
 /// An authoritative DNS server for the zones a test gives it, on `127.0.0.1`.
@@ -576,12 +577,6 @@ fn parse_name(name: &str) -> Name {
         .unwrap_or_else(|error| panic!("{name:?} is not a valid domain name: {error}"));
     parsed.set_fqdn(true);
     parsed
-}
-
-/// Locks `mutex`, ignoring poisoning: a panicking test thread must not hide the log from
-/// the assertions that report it.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// TTL in seconds for records without one and for negative answers.

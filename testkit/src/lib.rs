@@ -4,6 +4,7 @@
 //! | Module | Fixture | Used for |
 //! |---|---|---|
 //! | [`dns`] | [`dns::TestDns`], an authoritative DNS server over UDP and TCP | CAA and DNS-based DCV checks |
+//! | [`http`] | [`http::ChallengeServer`], an HTTP/1.1 server with a reply per path | HTTP-based DCV checks, redirects, limits and timeouts |
 //! | [`nats`] | [`nats::NatsServer`], a `nats-server` child process killed on drop | transport tests, hub and leaf-node setups |
 //! | [`silent`] | [`silent::SilentServer`], UDP and TCP that never answer | resolver and client timeouts |
 //!
@@ -18,7 +19,16 @@
 #![warn(missing_docs)]
 
 pub mod dns;
+pub mod http;
 pub mod nats;
 pub mod silent;
 
 mod loopback;
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Locks `mutex`, ignoring poisoning: a panicking test thread must not hide the recorded
+/// queries and requests from the assertions that report them.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -7,6 +7,18 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use tokio::net::{TcpListener, UdpSocket};
 
+/// Binds a TCP listener on `addr`, which must be a loopback address.
+///
+/// # Panics
+///
+/// Panics if `addr` is not a loopback address or cannot be bound.
+pub(crate) async fn bind_tcp(addr: SocketAddr) -> TcpListener {
+    assert_loopback(addr);
+    TcpListener::bind(addr)
+        .await
+        .unwrap_or_else(|error| panic!("cannot bind a TCP listener on {addr}: {error}"))
+}
+
 /// Binds a UDP socket and a TCP listener on the same free `127.0.0.1` port.
 ///
 /// # Panics
@@ -32,6 +44,14 @@ pub(crate) fn local_addr(result: &std::io::Result<SocketAddr>) -> SocketAddr {
         Ok(addr) => *addr,
         Err(error) => panic!("a bound socket has no local address: {error}"),
     }
+}
+
+/// Panics unless `addr` is on `127.0.0.0/8` or is `::1`.
+pub(crate) fn assert_loopback(addr: SocketAddr) {
+    assert!(
+        addr.ip().is_loopback(),
+        "test fixtures listen only on loopback addresses, not on {addr}"
+    );
 }
 
 /// Attempts at finding a port free for both UDP and TCP.
