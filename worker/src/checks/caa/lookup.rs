@@ -5,9 +5,13 @@
 //! the resolution lifetime: lookups still running then count as failed with
 //! [`LookupError::LifetimeExceeded`].
 //!
-//! The resolver follows CNAMEs (up to 8 hops in hickory 0.26). The CAA records used for a
-//! name are the answer records owned by the end of its CNAME chain, so the RRset found through
-//! an alias counts for the alias (RFC 8659 §3).
+//! The resolver follows CNAMEs. The CAA records used for a name are the answer records owned by
+//! the end of its CNAME chain, so the RRset found through an alias counts for the alias
+//! (RFC 8659 §3).
+//!
+//! NOTE: hickory 0.26 sends at most 8 follow-up queries for one chain and then reports an empty
+//! answer, which this module reads as "no CAA records at this name". A recursive resolver
+//! normally returns the whole chain in one response, which hickory follows without that limit.
 //!
 //! Known limit: hickory 0.26 rejects a CAA record whose tag is longer than 15 octets or holds
 //! a character other than a letter or digit, and with it the whole DNS message. Such an answer
