@@ -97,8 +97,11 @@ pub async fn lookup_relevant(
 ) -> (Vec<Option<NameLookup>>, Selection) {
     let deadline = Instant::now() + lifetime;
     let mut lookups: Vec<Option<NameLookup>> = vec![None; names.len()];
-    let mut queries = futures::stream::iter(names.iter().enumerate())
-        .map(|(index, name)| async move { (index, query_caa(resolver, name).await) })
+    // The stream yields owned names: with `&String` items the closure would be generic over
+    // the item's lifetime, and rustc could not prove the check's future `Send`, so no
+    // transport could spawn it.
+    let mut queries = futures::stream::iter(names.iter().cloned().enumerate())
+        .map(|(index, name)| async move { (index, query_caa(resolver, &name).await) })
         .buffer_unordered(MAX_PARALLEL_QUERIES);
 
     loop {
