@@ -7,8 +7,10 @@
 //! every TCP connection it accepts, so a test can check what a client sent and prove that
 //! a client never connected.
 //!
-//! The server owns its accept loop and never sends a response before a request is read.
-//! It speaks neither HTTP/2 nor TLS.
+//! [`ChallengeServer::start_https`] serves the same routes over TLS with a certificate
+//! from [`crate::tls`], such as one issued by a [`crate::tls::TestCa`], a self-signed one
+//! or one for the wrong name. The server owns its accept loop, never sends a response
+//! before a request is read and does not speak HTTP/2.
 //!
 //! # Example
 //!
@@ -57,9 +59,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use crate::lock;
 use crate::loopback::{bind_tcp, local_addr};
+use crate::tls::ServerCertificate;
 
 /// An HTTP/1.1 server on a loopback address that responds to each path with a fixed
 /// [`Reply`].
@@ -92,15 +96,41 @@ impl ChallengeServer {
         ChallengeServer::serve(listener, routes, Transport::Plain)
     }
 
-    /// Starts the accept loop on `listener` with `transport` for each connection.
-    pub(crate) fn serve(
-        listener: TcpListener,
+    /// Starts an HTTPS server for `routes` on a free port of `127.0.0.1`, presenting
+    /// `certificate` and negotiating ALPN `http/1.1`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if no port can be bound or rustls rejects the certificate.
+    pub async fn start_https(routes: Routes, certificate: &ServerCertificate) -> ChallengeServer {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        ChallengeServer::start_https_on(addr, routes, certificate).await
+    }
+
+    /// Starts an HTTPS server for `routes` on `addr`, presenting `certificate` and
+    /// negotiating ALPN `http/1.1`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `addr` is not a loopback address or cannot be bound, or if rustls rejects
+    /// the certificate.
+    pub async fn start_https_on(
+        addr: SocketAddr,
         routes: Routes,
-        transport: Transport,
+        certificate: &ServerCertificate,
     ) -> ChallengeServer {
+        let config = certificate.server_config(vec![b"http/1.1".to_vec()]);
+        let listener = bind_tcp(addr).await;
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        ChallengeServer::serve(listener, routes, Transport::Tls(acceptor))
+    }
+
+    /// Starts the accept loop on `listener` with `transport` for each connection.
+    fn serve(listener: TcpListener, routes: Routes, transport: Transport) -> ChallengeServer {
         let addr = local_addr(&listener.local_addr());
         let scheme = match transport {
             Transport::Plain => "http",
+            Transport::Tls(_) => "https",
         };
         let state = Arc::new(State {
             routes: Mutex::new(routes.routes),
@@ -310,8 +340,9 @@ pub struct RecordedRequest {
 }
 
 /// The layer between an accepted TCP connection and HTTP.
-pub(crate) enum Transport {
+enum Transport {
     Plain,
+    Tls(TlsAcceptor),
 }
 
 #[derive(Clone, Debug)]
@@ -365,6 +396,12 @@ async fn serve_connection(
 ) {
     match transport.as_ref() {
         Transport::Plain => serve_http(stream, peer, state).await,
+        Transport::Tls(acceptor) => match acceptor.accept(stream).await {
+            Ok(tls_stream) => serve_http(tls_stream, peer, state).await,
+            Err(error) => {
+                tracing::debug!(%error, %peer, "challenge server TLS handshake failed");
+            }
+        },
     }
 }
 

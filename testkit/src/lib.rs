@@ -3,10 +3,12 @@
 //!
 //! | Module | Fixture | Used for |
 //! |---|---|---|
+//! | [`alpn`] | [`alpn::AlpnServer`], a TLS server that offers `acme-tls/1` and records SNI | tls-alpn-01 checks |
 //! | [`dns`] | [`dns::TestDns`], an authoritative DNS server over UDP and TCP | CAA and DNS-based DCV checks |
-//! | [`http`] | [`http::ChallengeServer`], an HTTP/1.1 server with a reply per path | HTTP-based DCV checks, redirects, limits and timeouts |
+//! | [`http`] | [`http::ChallengeServer`], an HTTP/1.1 server with a reply per path, plain or over TLS | HTTP-based DCV checks, redirects, limits, timeouts and certificate checks |
 //! | [`nats`] | [`nats::NatsServer`], a `nats-server` child process killed on drop | transport tests, hub and leaf-node setups |
 //! | [`silent`] | [`silent::SilentServer`], UDP and TCP that never answer | resolver and client timeouts |
+//! | [`tls`] | [`tls::TestCa`], [`tls::ServerCertificate`] and [`tls::AcmeTlsAlpnCertificate`], generated at test time | the certificates the TLS fixtures present |
 //!
 //! Fixtures panic when they cannot start, with a message that names the cause, because
 //! they run only inside tests and a panic is how a test reports a broken setup. No
@@ -18,10 +20,12 @@
 
 #![warn(missing_docs)]
 
+pub mod alpn;
 pub mod dns;
 pub mod http;
 pub mod nats;
 pub mod silent;
+pub mod tls;
 
 mod loopback;
 
