@@ -74,10 +74,21 @@ impl AlpnServer {
         certificate: ServerCertificate,
         policy: AlpnPolicy,
     ) -> AlpnServer {
+        AlpnServer::start_with_config(addr, server_config(&certificate, policy)).await
+    }
+
+    /// Starts a server on `addr` that handshakes with `config`, for cases that a certificate
+    /// and an [`AlpnPolicy`] cannot describe: a single TLS version, a signing key that does
+    /// not match the certificate, or a malformed or empty certificate chain.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `addr` is not a loopback address or cannot be bound.
+    pub async fn start_with_config(addr: SocketAddr, config: ServerConfig) -> AlpnServer {
         let listener = bind_tcp(addr).await;
         let addr = local_addr(&listener.local_addr());
         let state = Arc::new(State {
-            config: Mutex::new(Arc::new(server_config(&certificate, policy))),
+            config: Mutex::new(Arc::new(config)),
             client_hellos: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
         });
