@@ -564,6 +564,31 @@ async fn slow_dns_bounded_by_budget() {
     assert_eq!(server.accepted(), 0);
 }
 
+#[tokio::test]
+async fn slow_dns_hits_lookup_timeout() {
+    let server = TestServer::start(|_| Reply::ok("unreached")).await;
+    let lookup_timeout = Duration::from_millis(300);
+    let mut settings = relaxed_settings(&server);
+    settings.lookup_timeout = lookup_timeout;
+    let harness = Harness::new(AddressPolicy::AllowNonPublic, settings).await;
+    harness
+        .dns
+        .set_behavior("www.fetch.test.", None, Behavior::Drop);
+
+    let started = Instant::now();
+    let error = harness
+        .fetch(&harness.named_url("www", &server, "/"))
+        .await
+        .expect_err("an unanswered lookup must time out");
+
+    assert!(
+        matches!(error, FetchError::TimedOut { limit: TimeLimit::Lookup(limit), .. } if limit == lookup_timeout),
+        "unexpected error {error:?}"
+    );
+    assert!(started.elapsed() < lookup_timeout + TIMING_SLACK);
+    assert_eq!(server.accepted(), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Connection, TLS and DNS failures
 

@@ -231,6 +231,8 @@ impl fmt::Display for UrlProblem {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TimeLimit {
+    /// The DNS lookups (A and AAAA) of one hop.
+    Lookup(Duration),
     /// Opening the TCP connection and completing the TLS handshake of one hop.
     Connect(Duration),
     /// One hop, from the start of the connection until the response head has arrived.
@@ -242,6 +244,7 @@ pub enum TimeLimit {
 impl fmt::Display for TimeLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Lookup(limit) => write!(f, "no DNS response within {limit:?}"),
             Self::Connect(limit) => write!(f, "no connection within {limit:?}"),
             Self::ResponseHead(limit) => write!(f, "no response head within {limit:?}"),
             Self::Total(limit) => write!(f, "the fetch took longer than {limit:?}"),

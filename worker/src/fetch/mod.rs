@@ -20,8 +20,8 @@
 //!    through steps 2 and 3 again. Any other 3xx status fails the fetch.
 //! 5. The body of the final response is read incrementally up to [`BODY_LIMIT`] bytes.
 //!
-//! Three time limits apply. The connect timeout covers the TCP connection and TLS handshake of
-//! one hop. The response head timeout covers one hop until the status line and headers have
+//! Four time limits apply. The lookup timeout covers the DNS lookups of one hop. The connect
+//! timeout covers the TCP connection and TLS handshake of one hop. The response head timeout covers one hop until the status line and headers have
 //! arrived. The total budget covers the whole fetch: DNS, every hop and the body. A server that never responds or drips bytes is
 //! cut off by whichever ends first.
 //!
@@ -91,6 +91,9 @@ pub struct FetchSettings {
     pub tls_verification: TlsVerification,
     /// The `User-Agent` header. A caller's request header of the same name replaces it.
     pub user_agent: HeaderValue,
+    /// Time allowed for the DNS lookups (A and AAAA together) of one hop. Default: the total
+    /// budget. The worker sets it from `dns_resolution_lifetime_seconds`.
+    pub lookup_timeout: Duration,
     /// Time allowed for the TCP connection and TLS handshake of one hop. Default
     /// [`CONNECT_TIMEOUT`].
     pub connect_timeout: Duration,
@@ -154,6 +157,7 @@ impl FetchSettings {
             body_limit: BODY_LIMIT,
             tls_verification: TlsVerification::default(),
             user_agent: HeaderValue::from_static(USER_AGENT),
+            lookup_timeout: total_timeout,
             connect_timeout: CONNECT_TIMEOUT.min(total_timeout),
             response_head_timeout: RESPONSE_HEAD_TIMEOUT.min(total_timeout),
             total_timeout,
@@ -293,12 +297,18 @@ impl Fetcher {
         headers: &HeaderMap,
         deadline: Instant,
     ) -> Result<(reqwest::Response, Vec<IpAddr>), FetchError> {
+        let lookup_deadline = deadline.min(Instant::now() + self.settings.lookup_timeout);
+        let limit = if lookup_deadline < deadline {
+            TimeLimit::Lookup(self.settings.lookup_timeout)
+        } else {
+            TimeLimit::Total(self.settings.total_timeout)
+        };
         let lookup = resolve::guarded_addresses(resolver, &self.guard, url);
-        let addresses = tokio::time::timeout_at(deadline, lookup)
+        let addresses = tokio::time::timeout_at(lookup_deadline, lookup)
             .await
             .map_err(|_elapsed| FetchError::TimedOut {
                 url: Box::new(url.clone()),
-                limit: TimeLimit::Total(self.settings.total_timeout),
+                limit,
             })??;
 
         let client = hop::pinned_client(&self.settings, &self.tls_config, url, &addresses)?;
