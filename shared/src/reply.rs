@@ -71,6 +71,8 @@ pub mod error_type {
     pub const INVALID_REQUEST: &str = "mpic_error:worker:invalid_request";
     /// The perspective is shutting down or overloaded and did not run the check.
     pub const UNAVAILABLE: &str = "mpic_error:worker:unavailable";
+    /// The check did not finish within the worker's whole-check deadline.
+    pub const CHECK_TIMEOUT: &str = "mpic_error:worker:check_timeout";
 }
 
 /// A perspective's reply.
