@@ -40,7 +40,7 @@
 //!
 //! | [`Verdict`] | Wire reply | When |
 //! |---|---|---|
-//! | `Passed` | `check_completed: true, check_passed: true` | every rule above holds |
+//! | `Passed` | `check_completed: true, check_passed: true` | every rule above is met |
 //! | `Failed` ([`Rejection`]) | `check_completed: true, check_passed: false` | the server responded to the handshake, and its response breaks a rule: no `acme-tls/1` (including a `no_application_protocol` alert), no certificate, a certificate that cannot be parsed, or a wrong SAN or acmeIdentifier |
 //! | `NotCompleted` ([`ConnectionError`]) | `check_completed: false` | the check never received the server's response: lookup failure, blocked address, refused or failed connection, failed handshake (including a handshake signature that does not verify), timeout |
 //! | `InvalidRequest` ([`InvalidRequest`]) | `check_completed: false` | the request cannot be checked with this method |

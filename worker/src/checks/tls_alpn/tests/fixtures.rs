@@ -152,8 +152,8 @@ pub(crate) fn dns_san(name: &str) -> SanType {
     )
 }
 
-/// Builds a server configuration that presents `chain`, signs with `key`, answers ALPN by
-/// `policy` and speaks only `versions`.
+/// Builds a server configuration that presents `chain`, signs with `key`, handles ALPN
+/// according to `policy` and speaks only `versions`.
 ///
 /// The key is not checked against the certificate: rustls' check parses the certificate with
 /// webpki, which rejects the critical id-pe-acmeIdentifier extension, and the key mismatch test
