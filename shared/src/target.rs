@@ -97,6 +97,17 @@ impl Target {
                 target: input.to_owned(),
             });
         }
+        // An all-numeric last label is no top-level domain (RFC 3696 §2); such a name is an
+        // IPv4 address with a trailing dot or a typo, and must not be looked up as a name.
+        if name
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(TargetError::InvalidName {
+                target: input.to_owned(),
+            });
+        }
         if !name.contains('.') {
             return Err(TargetError::SingleLabel {
                 target: input.to_owned(),
@@ -208,6 +219,8 @@ mod tests {
             ("label over 63 octets", long_label.as_str()),
             ("name over 253 octets", long_name.as_str()),
             ("bracketed name", "[example.com]"),
+            ("IPv4 with trailing dot", "192.0.2.1."),
+            ("numeric top-level label", "example.123"),
         ];
         for (name, input) in cases {
             assert!(
