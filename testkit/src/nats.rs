@@ -5,6 +5,8 @@
 //! reaps it. [`NatsServer::start_with_config`] runs the server from a configuration
 //! template ([`NatsConfig`]), such as a hub or leaf-node configuration, in which
 //! `{{name}}` placeholders stand for free ports, values or files the test provides.
+//! [`NatsConfig::with_env`] sets environment variables of the server process, with the same
+//! placeholders, for configurations that read their settings as `$NAME` references.
 //!
 //! The binary is `$NATS_SERVER_BIN` if that variable is set, else `/usr/sbin/nats-server`,
 //! else `nats-server` on `PATH`. Without one, the fixture panics with the install command,
@@ -58,6 +60,8 @@ pub struct NatsServer {
     port: u16,
     /// The ports allocated for the other placeholders, by name.
     named_ports: BTreeMap<String, u16>,
+    /// Environment variables set for the process, with their placeholders replaced.
+    env: BTreeMap<String, String>,
     directory: PathBuf,
     config_path: PathBuf,
     log_path: PathBuf,
@@ -119,7 +123,8 @@ impl NatsServer {
     ///
     /// # Panics
     ///
-    /// Panics if the template has no such placeholder or a value was given for it.
+    /// Panics if neither the template nor an environment variable has such a placeholder,
+    /// or if a value was given for it.
     pub fn named_port(&self, name: &str) -> u16 {
         match self.named_ports.get(name) {
             Some(port) => *port,
@@ -221,7 +226,11 @@ impl NatsServer {
         values.insert("port".to_owned(), port.to_string());
 
         let mut named_ports = BTreeMap::new();
-        for name in placeholders(&config.template) {
+        let env_templates = config.env.values().map(String::as_str);
+        let names = std::iter::once(config.template.as_str())
+            .chain(env_templates)
+            .flat_map(placeholders);
+        for name in names {
             if let Entry::Vacant(entry) = values.entry(name) {
                 let named_port = free_port();
                 named_ports.insert(entry.key().clone(), named_port);
@@ -234,11 +243,17 @@ impl NatsServer {
         fs::write(&config_path, rendered).unwrap_or_else(|error| {
             panic!("cannot write {}: {error}", config_path.display());
         });
+        let env = config
+            .env
+            .iter()
+            .map(|(name, template)| (name.clone(), render(template, &values)))
+            .collect();
         NatsServer {
             child: None,
             binary,
             port,
             named_ports,
+            env,
             log_path: directory.join("nats-server.log"),
             config_path,
             directory,
@@ -260,6 +275,7 @@ impl NatsServer {
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .arg("-l")
             .arg(&self.log_path)
+            .envs(&self.env)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -343,11 +359,14 @@ impl Drop for NatsServer {
 /// from [`NatsConfig::with_value`] or [`NatsConfig::with_file`] becomes that value, and any
 /// other placeholder becomes a free port, readable with [`NatsServer::named_port`]. The
 /// format is the nats-server configuration format, whose blocks use single braces.
+/// Environment variables given with [`NatsConfig::with_env`] are rendered the same way.
 #[derive(Clone, Debug)]
 pub struct NatsConfig {
     template: String,
     values: BTreeMap<String, String>,
     files: BTreeMap<String, FileContents>,
+    /// Environment variables of the server process, as templates.
+    env: BTreeMap<String, String>,
 }
 
 impl NatsConfig {
@@ -357,6 +376,7 @@ impl NatsConfig {
             template: template.into(),
             values: BTreeMap::new(),
             files: BTreeMap::new(),
+            env: BTreeMap::new(),
         }
     }
 
@@ -400,6 +420,20 @@ impl NatsConfig {
             contents: contents.into(),
         };
         self.files.insert(name.to_owned(), contents);
+        self
+    }
+
+    /// Sets the environment variable `name` of the server process to `value`, after
+    /// replacing its placeholders as in the template: `{{port}}`, a value, a file's path
+    /// or a free port of its own.
+    ///
+    /// nats-server resolves a `$NAME` reference from the environment when the
+    /// configuration does not define `NAME`, and parses the variable's value as a
+    /// configuration value, so a string containing spaces must carry its own quotes.
+    /// Use it to run a shipped configuration, whose settings all come from such
+    /// references, unchanged.
+    pub fn with_env(mut self, name: &str, value: impl Display) -> NatsConfig {
+        self.env.insert(name.to_owned(), value.to_string());
         self
     }
 }

@@ -96,6 +96,26 @@ fn config_values_and_files_rendered() {
 }
 
 #[test]
+fn env_variables_reach_server_rendered() {
+    let config = NatsConfig::new("server_name: $TEST_SERVER_NAME\nhttp: $TEST_MONITOR\n")
+        .with_env("TEST_SERVER_NAME", "from-env")
+        .with_env("TEST_MONITOR", "127.0.0.1:{{monitor_port}}");
+
+    let server = NatsServer::start_with_config(config);
+
+    let info = read_info(server.port());
+    assert!(
+        info.contains("\"server_name\":\"from-env\""),
+        "variable not read from the environment: {info}"
+    );
+    let monitor_port = server.named_port("monitor_port");
+    assert!(
+        TcpStream::connect(("127.0.0.1", monitor_port)).is_ok(),
+        "placeholder in a variable not replaced: nothing listens on {monitor_port}"
+    );
+}
+
+#[test]
 #[should_panic(expected = "Parse error on line 1")]
 fn invalid_config_panics_with_log() {
     NatsServer::start_with_config(NatsConfig::new("this is not { valid"));
