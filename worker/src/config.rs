@@ -196,7 +196,7 @@ pub struct PortOverride {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The configuration file could not be read.
-    #[error("failed to read the configuration file {path}: {source}")]
+    #[error("failed to read the configuration file {path}")]
     ReadFile {
         /// The file's path.
         path: PathBuf,
