@@ -1,1 +1,339 @@
-//! Module under construction.
+//! The NATS service loop: receives check requests for one perspective and replies to each.
+//!
+//! A worker subscribes to `<prefix>.<perspective code>.caa` and `<prefix>.<perspective
+//! code>.dcv` in the queue group [`QUEUE_GROUP`], so NATS hands every request to exactly one
+//! of the perspective's workers and a region scales by adding workers. Each request runs in
+//! its own task once a check slot is free ([`Checker::acquire`]). While every slot is taken,
+//! the loop stops reading and requests wait in the client's subscription buffer. The reply is
+//! the JSON [`CheckResponse`](mpic_shared::reply::CheckResponse) with the header
+//! [`PERSPECTIVE_HEADER`] naming the perspective, because the coordinator rejects replies
+//! without it. The request header [`TRACE_HEADER`] goes into the request's span. A message
+//! without a reply subject cannot be answered and is ignored.
+//!
+//! Shutdown drains instead of dropping work: when the shutdown future completes, both
+//! subscriptions are drained (the server stops sending, and messages already delivered to the
+//! client are still processed), the loop waits for every check in flight to reply, flushes the
+//! connection and closes it. Requests published after the drain reach other workers of the
+//! perspective, or get "no responders" when there are none.
+//!
+//! Not handled here: TLS client certificates and NKey seeds outside a credentials file, and
+//! reply signatures.
+
+use std::future::Future;
+use std::time::Instant;
+
+use async_nats::{Client, ConnectOptions, Event, HeaderMap, Message, Subscriber};
+use bytes::Bytes;
+use futures::StreamExt;
+use mpic_shared::request::CheckType;
+use mpic_shared::subject::{PERSPECTIVE_HEADER, QUEUE_GROUP, TRACE_HEADER, check_subject};
+use tokio::task::JoinSet;
+use tracing::{Instrument, debug, error, info, warn};
+
+use crate::config::{NatsAuth, NatsConfig};
+use crate::handler::{CheckPermit, Checker};
+
+/// A worker subscribed to its perspective's subjects, ready to [`run`](NatsService::run).
+#[derive(Debug)]
+pub struct NatsService {
+    client: Client,
+    checker: Checker,
+    caa: Subscription,
+    dcv: Subscription,
+}
+
+#[derive(Debug)]
+struct Subscription {
+    check_type: CheckType,
+    subject: String,
+    subscriber: Subscriber,
+    open: bool,
+}
+
+/// Errors of starting or running the NATS service.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The credentials file could not be read.
+    #[error("failed to read the NATS credentials file {path}")]
+    CredentialsFile {
+        /// The file's path.
+        path: std::path::PathBuf,
+        /// The I/O or parse error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No connection to any of the servers could be established.
+    #[error("failed to connect to NATS at {servers}")]
+    Connect {
+        /// The configured server URLs, comma-separated, without passwords.
+        servers: String,
+        /// The client's error.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// A subscription could not be created.
+    #[error("failed to subscribe to {subject}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// The client's error.
+        #[source]
+        source: async_nats::SubscribeError,
+    },
+    /// A subscription ended although no shutdown was requested: the connection was closed.
+    #[error("the subscription to {subject} ended unexpectedly; the NATS connection is closed")]
+    SubscriptionEnded {
+        /// The subject.
+        subject: String,
+    },
+    /// The replies still buffered at shutdown could not be flushed to the server.
+    #[error("failed to flush the NATS connection at shutdown")]
+    Flush(#[source] async_nats::client::FlushError),
+}
+
+/// Connects to NATS with the configured servers and credentials.
+///
+/// Connection events (disconnects, reconnects, slow consumers, server errors) are logged.
+pub async fn connect(config: &NatsConfig, client_name: &str) -> Result<Client, ServiceError> {
+    let options = match &config.auth {
+        NatsAuth::None => ConnectOptions::new(),
+        NatsAuth::UserPassword { user, password } => {
+            ConnectOptions::with_user_and_password(user.clone(), password.expose().to_owned())
+        }
+        NatsAuth::Token(token) => ConnectOptions::with_token(token.expose().to_owned()),
+        NatsAuth::CredentialsFile(path) => ConnectOptions::with_credentials_file(path)
+            .await
+            .map_err(|source| ServiceError::CredentialsFile {
+                path: path.clone(),
+                source,
+            })?,
+    };
+    let options = options
+        .name(client_name)
+        .event_callback(|event| async move {
+            log_connection_event(&event);
+        });
+
+    options
+        .connect(config.servers.as_slice())
+        .await
+        .map_err(|source| ServiceError::Connect {
+            servers: config.redacted_servers().join(","),
+            source,
+        })
+}
+
+impl NatsService {
+    /// Subscribes to the perspective's CAA and DCV subjects in the queue group.
+    ///
+    /// Returns once both subscriptions have been sent to the server.
+    pub async fn start(
+        client: Client,
+        checker: Checker,
+        subject_prefix: &str,
+    ) -> Result<NatsService, ServiceError> {
+        let perspective = checker.perspective_code().to_owned();
+        let caa = Subscription::open(&client, subject_prefix, &perspective, CheckType::Caa).await?;
+        let dcv = Subscription::open(&client, subject_prefix, &perspective, CheckType::Dcv).await?;
+        if let Err(error) = client.flush().await {
+            // The subscriptions are queued and go out when the connection is back; the
+            // client reconnects by itself, so this is not fatal.
+            warn!(%error, "failed to flush the subscriptions to the NATS server");
+        }
+        info!(
+            caa_subject = %caa.subject,
+            dcv_subject = %dcv.subject,
+            queue_group = QUEUE_GROUP,
+            "subscribed to the perspective's subjects"
+        );
+        Ok(NatsService {
+            client,
+            checker,
+            caa,
+            dcv,
+        })
+    }
+
+    /// Serves requests until `shutdown` completes, then drains: stops receiving, waits for the
+    /// checks in flight to reply, flushes and closes the connection.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
+        let mut tasks = JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut draining = false;
+
+        while self.caa.open || self.dcv.open {
+            tokio::select! {
+                () = &mut shutdown, if !draining => {
+                    draining = true;
+                    info!(in_flight = tasks.len(), "shutdown requested: draining NATS subscriptions");
+                    self.caa.drain().await;
+                    self.dcv.drain().await;
+                }
+                message = self.caa.subscriber.next(), if self.caa.open => {
+                    self.caa.receive(message, draining, &mut tasks, &self.client, &self.checker).await?;
+                }
+                message = self.dcv.subscriber.next(), if self.dcv.open => {
+                    self.dcv.receive(message, draining, &mut tasks, &self.client, &self.checker).await?;
+                }
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => log_task_end(joined),
+            }
+        }
+
+        if !tasks.is_empty() {
+            info!(in_flight = tasks.len(), "waiting for the checks in flight");
+        }
+        while let Some(joined) = tasks.join_next().await {
+            log_task_end(joined);
+        }
+        self.client.flush().await.map_err(ServiceError::Flush)?;
+        if let Err(error) = self.client.drain().await {
+            // Every reply has been flushed; closing the connection is a courtesy to the server.
+            debug!(%error, "failed to close the NATS connection");
+        }
+        info!("NATS service stopped");
+        Ok(())
+    }
+}
+
+impl Subscription {
+    async fn open(
+        client: &Client,
+        prefix: &str,
+        perspective: &str,
+        check_type: CheckType,
+    ) -> Result<Subscription, ServiceError> {
+        let subject = check_subject(prefix, perspective, check_type);
+        let subscriber = client
+            .queue_subscribe(subject.clone(), QUEUE_GROUP.to_owned())
+            .await
+            .map_err(|source| ServiceError::Subscribe {
+                subject: subject.clone(),
+                source,
+            })?;
+        Ok(Subscription {
+            check_type,
+            subject,
+            subscriber,
+            open: true,
+        })
+    }
+
+    async fn drain(&mut self) {
+        if let Err(error) = self.subscriber.drain().await {
+            // The client's command channel is gone, so the connection is closed and the
+            // subscription ends by itself.
+            warn!(subject = %self.subject, %error, "failed to drain the subscription");
+        }
+    }
+
+    /// Handles the next item of the subscription: spawns a check for a message, or marks the
+    /// subscription closed when it ended.
+    async fn receive(
+        &mut self,
+        message: Option<Message>,
+        draining: bool,
+        tasks: &mut JoinSet<()>,
+        client: &Client,
+        checker: &Checker,
+    ) -> Result<(), ServiceError> {
+        let Some(message) = message else {
+            self.open = false;
+            if draining {
+                return Ok(());
+            }
+            return Err(ServiceError::SubscriptionEnded {
+                subject: self.subject.clone(),
+            });
+        };
+        let Some(reply_subject) = message.reply.clone() else {
+            debug!(subject = %message.subject, "ignoring a message without a reply subject");
+            return Ok(());
+        };
+
+        let permit = checker.acquire().await;
+        let request = Request {
+            check_type: self.check_type,
+            reply_subject: reply_subject.to_string(),
+            trace_identifier: header_value(message.headers.as_ref(), TRACE_HEADER),
+            payload: message.payload,
+        };
+        let span = tracing::info_span!(
+            "nats_request",
+            subject = %message.subject,
+            trace_identifier = request.trace_identifier.as_deref(),
+        );
+        tasks.spawn(serve(request, permit, client.clone(), checker.clone()).instrument(span));
+        Ok(())
+    }
+}
+
+/// One received request, taken apart from its NATS message.
+struct Request {
+    check_type: CheckType,
+    reply_subject: String,
+    trace_identifier: Option<String>,
+    payload: Bytes,
+}
+
+/// Runs one check and publishes its reply.
+async fn serve(request: Request, permit: CheckPermit, client: Client, checker: Checker) {
+    let started = Instant::now();
+    let reply = checker
+        .handle_with_permit(permit, request.check_type, &request.payload)
+        .await;
+    let body = match serde_json::to_vec(&reply) {
+        Ok(body) => body,
+        Err(error) => {
+            // A `CheckResponse` holds only strings, numbers, booleans and lists, so this
+            // would be a bug in the reply types; the requester times out.
+            error!(%error, "failed to encode the check reply");
+            return;
+        }
+    };
+
+    let mut headers = HeaderMap::new();
+    headers.insert(PERSPECTIVE_HEADER, checker.perspective_code());
+    let published = client
+        .publish_with_headers(request.reply_subject, headers, Bytes::from(body))
+        .await;
+    match published {
+        Ok(()) => debug!(
+            latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "reply published"
+        ),
+        // The requester times out and the coordinator records this perspective as not
+        // completed; the worker itself keeps serving.
+        Err(error) => warn!(%error, "failed to publish the check reply"),
+    }
+}
+
+fn header_value(headers: Option<&HeaderMap>, name: &str) -> Option<String> {
+    headers
+        .and_then(|headers| headers.get(name))
+        .map(|value| value.as_str().to_owned())
+}
+
+fn log_task_end(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = joined {
+        // A panic inside a check: the requester gets no reply and times out.
+        error!(%error, "a check task failed");
+    }
+}
+
+fn log_connection_event(event: &Event) {
+    match event {
+        Event::Connected => info!("connected to NATS"),
+        Event::Disconnected => warn!("disconnected from NATS; reconnecting"),
+        Event::LameDuckMode => warn!("the NATS server entered lame duck mode"),
+        Event::Draining | Event::Closed => debug!(%event, "NATS connection event"),
+        Event::SlowConsumer(sid) => {
+            warn!(
+                subscription = sid,
+                "NATS dropped messages: the worker cannot keep up"
+            );
+        }
+        Event::ServerError(error) => warn!(%error, "NATS server error"),
+        Event::ClientError(error) => warn!(%error, "NATS client error"),
+    }
+}

@@ -1,0 +1,544 @@
+//! The NATS service loop against a real `nats-server` and a real DNS server on loopback.
+//!
+//! Each test starts its own `nats-server` (testkit's `NatsServer`) and `TestDns`, runs one or
+//! two workers of the perspective `us-east-1` and sends requests the way the coordinator does.
+//! CAA checks make the requests real: `example.test` permits `ca.example`, and the DNS server
+//! delays the CAA response of `slow.example.test`, so that a check lasts as long as a test needs.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use async_nats::{Client, HeaderMap, RequestErrorKind};
+use bytes::Bytes;
+use hickory_proto::rr::RecordType;
+use mpic_shared::dcv::ValidationMethod;
+use mpic_shared::reply::{CheckDetails, CheckResponse, error_type};
+use mpic_shared::request::CheckType;
+use mpic_shared::subject::{PERSPECTIVE_HEADER, TRACE_HEADER, check_subject};
+use mpic_testkit::dns::{Behavior, TestDns, Zone};
+use mpic_testkit::http::{ChallengeServer, Reply, Routes};
+use mpic_testkit::nats::NatsServer;
+use mpic_worker::config::{NatsAuth, NatsConfig, WorkerConfig};
+use mpic_worker::fetch::AddressPolicy;
+use mpic_worker::handler::Checker;
+use mpic_worker::resolver::NameServers;
+use mpic_worker::service::{self, NatsService, ServiceError};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const PERSPECTIVE: &str = "us-east-1";
+
+/// How long a test waits for any one reply before it fails.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn zones() -> Vec<Zone> {
+    vec![
+        Zone::new("test.", ""),
+        Zone::new(
+            "example.test.",
+            r#"
+            @                 CAA 0 issue "ca.example"
+            deny              CAA 0 issue "other-ca.example"
+            slow              CAA 0 issue "ca.example"
+            _acme-challenge   TXT "key-authorization-hash"
+            "#,
+        ),
+    ]
+}
+
+fn worker_config(nats: &NatsServer, dns: SocketAddr, max_checks_in_flight: usize) -> WorkerConfig {
+    let mut config = WorkerConfig::with_defaults(PERSPECTIVE).expect("perspective code is valid");
+    config.nats = Some(NatsConfig {
+        servers: vec![nats.url()],
+        auth: NatsAuth::None,
+    });
+    config.default_caa_domains = vec!["ca.example".to_owned()];
+    config.resolver.name_servers = NameServers::Configured(vec![dns]);
+    // Longer than the longest DNS delay of these tests, so a delay is never a timeout.
+    config.resolver.query_timeout = Duration::from_secs(3);
+    config.resolver.resolution_lifetime = Duration::from_secs(4);
+    config.max_checks_in_flight = max_checks_in_flight;
+    config
+}
+
+/// A worker running in a task, and the means to stop it.
+struct RunningWorker {
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ServiceError>>,
+}
+
+impl RunningWorker {
+    /// Starts a worker and waits for the reply to a request sent through the worker's own
+    /// connection. The server handles one connection's messages in order, so the reply proves
+    /// it registered the subscriptions.
+    async fn start(config: &WorkerConfig) -> RunningWorker {
+        let nats = config.nats.as_ref().expect("test configs use NATS");
+        let client = service::connect(nats, "test worker")
+            .await
+            .expect("worker connects");
+        let checker = Checker::new(config).expect("checker builds");
+        let service = NatsService::start(client.clone(), checker, &config.subject_prefix)
+            .await
+            .expect("worker subscribes");
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(service.run(async {
+            // A dropped sender stops the worker too.
+            let _ = stopped.await;
+        }));
+
+        let subject = check_subject("mpic", PERSPECTIVE, CheckType::Caa);
+        let reply = tokio::time::timeout(REPLY_TIMEOUT, client.request(subject, "{}".into()))
+            .await
+            .expect("readiness request timed out")
+            .expect("readiness request is answered");
+        assert!(!reply.payload.is_empty(), "readiness reply is empty");
+
+        RunningWorker {
+            shutdown: Some(shutdown),
+            task,
+        }
+    }
+
+    fn request_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            shutdown.send(()).expect("worker is still running");
+        }
+    }
+
+    async fn stop(mut self) {
+        self.request_shutdown();
+        tokio::time::timeout(REPLY_TIMEOUT, self.task)
+            .await
+            .expect("worker stops in time")
+            .expect("worker task does not panic")
+            .expect("worker stops without error");
+    }
+}
+
+async fn coordinator(nats: &NatsServer) -> Client {
+    async_nats::connect(nats.url())
+        .await
+        .expect("coordinator connects")
+}
+
+/// Sends one request and returns the reply body and its perspective header.
+async fn call(
+    client: &Client,
+    check_type: CheckType,
+    body: &str,
+) -> Result<(CheckResponse, Option<String>), async_nats::RequestError> {
+    let subject = check_subject("mpic", PERSPECTIVE, check_type);
+    let mut headers = HeaderMap::new();
+    headers.insert(TRACE_HEADER, "trace-service-test");
+    let request = async_nats::Request::new()
+        .payload(Bytes::from(body.to_owned()))
+        .headers(headers)
+        .timeout(Some(REPLY_TIMEOUT));
+    let message = client.send_request(subject, request).await?;
+    let reply: CheckResponse =
+        serde_json::from_slice(&message.payload).expect("reply is a CheckResponse");
+    let perspective = message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(PERSPECTIVE_HEADER))
+        .map(|value| value.as_str().to_owned());
+    Ok((reply, perspective))
+}
+
+fn caa_request(target: &str) -> String {
+    serde_json::json!({
+        "domain_or_ip_target": target,
+        "trace_identifier": "trace-service-test",
+        "caa_check_parameters": {"certificate_type": "tls-server"},
+    })
+    .to_string()
+}
+
+fn first_error_type(reply: &CheckResponse) -> Option<&str> {
+    reply
+        .errors
+        .as_ref()
+        .and_then(|errors| errors.first())
+        .map(|error| error.error_type.as_str())
+}
+
+#[tokio::test]
+async fn caa_round_trip_carries_perspective_header() {
+    let nats = NatsServer::start();
+    let dns = TestDns::start(zones()).await;
+    let worker = RunningWorker::start(&worker_config(&nats, dns.addr(), 4)).await;
+    let client = coordinator(&nats).await;
+
+    let cases = [
+        ("permitted name", "example.test", true, Some("example.test")),
+        (
+            "forbidden name",
+            "deny.example.test",
+            false,
+            Some("deny.example.test"),
+        ),
+        ("IP address needs no DNS", "192.0.2.1", true, None),
+    ];
+    for (name, target, passed, found_at) in cases {
+        let (reply, perspective) = call(&client, CheckType::Caa, &caa_request(target))
+            .await
+            .unwrap_or_else(|error| panic!("{name}: request failed: {error}"));
+        assert_eq!(
+            perspective.as_deref(),
+            Some(PERSPECTIVE),
+            "{name}: perspective header"
+        );
+        assert_eq!(reply.check_type, CheckType::Caa, "{name}: check type");
+        assert!(
+            reply.check_completed,
+            "{name}: not completed: {:?}",
+            reply.errors
+        );
+        assert_eq!(reply.check_passed, passed, "{name}: passed");
+        let CheckDetails::Caa(details) = &reply.details else {
+            panic!("{name}: details are not CAA details: {:?}", reply.details);
+        };
+        assert_eq!(details.found_at.as_deref(), found_at, "{name}: found_at");
+    }
+
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn dcv_round_trip_carries_perspective_header() {
+    let nats = NatsServer::start();
+    let dns = TestDns::start(zones()).await;
+    let challenge_server = ChallengeServer::start(Routes::new().route(
+        "/.well-known/acme-challenge/token-1",
+        Reply::ok("token-1.thumbprint\n"),
+    ))
+    .await;
+    let mut config = worker_config(&nats, dns.addr(), 4);
+    config.address_policy = AddressPolicy::AllowNonPublic;
+    config.challenge_ports.http = challenge_server.port();
+    let worker = RunningWorker::start(&config).await;
+    let client = coordinator(&nats).await;
+
+    let cases = [(
+        "acme-http-01",
+        serde_json::json!({
+            "domain_or_ip_target": "127.0.0.1",
+            "dcv_check_parameters": {
+                "validation_method": "acme-http-01",
+                "token": "token-1",
+                "key_authorization": "token-1.thumbprint",
+            },
+        }),
+        ValidationMethod::AcmeHttp01,
+    )];
+    for (name, body, method) in cases {
+        let (reply, perspective) = call(&client, CheckType::Dcv, &body.to_string())
+            .await
+            .unwrap_or_else(|error| panic!("{name}: request failed: {error}"));
+        assert_eq!(
+            perspective.as_deref(),
+            Some(PERSPECTIVE),
+            "{name}: perspective header"
+        );
+        assert_eq!(reply.check_type, CheckType::Dcv, "{name}: check type");
+        assert!(
+            reply.check_completed,
+            "{name}: not completed: {:?}",
+            reply.errors
+        );
+        assert!(
+            reply.check_passed,
+            "{name}: challenge is in place but the check failed: {reply:?}"
+        );
+        let reported_method = match &reply.details {
+            CheckDetails::Dns(details) => details.validation_method,
+            CheckDetails::Http(details) => details.validation_method,
+            other => panic!("{name}: unexpected details {other:?}"),
+        };
+        assert_eq!(reported_method, method, "{name}: validation method");
+    }
+
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn dcv_checks_apply_configured_address_policy() {
+    let nats = NatsServer::start();
+    let dns = TestDns::start(zones()).await;
+    let challenge_server = ChallengeServer::start(Routes::new().route(
+        "/.well-known/acme-challenge/token-1",
+        Reply::ok("token-1.thumbprint"),
+    ))
+    .await;
+    // The default policy admits only globally reachable addresses, so the loopback challenge
+    // server must never see a connection.
+    let mut config = worker_config(&nats, dns.addr(), 4);
+    config.challenge_ports.http = challenge_server.port();
+    let worker = RunningWorker::start(&config).await;
+    let client = coordinator(&nats).await;
+
+    let body = serde_json::json!({
+        "domain_or_ip_target": "127.0.0.1",
+        "dcv_check_parameters": {
+            "validation_method": "acme-http-01",
+            "token": "token-1",
+            "key_authorization": "token-1.thumbprint",
+        },
+    });
+    let (reply, _) = call(&client, CheckType::Dcv, &body.to_string())
+        .await
+        .expect("request is answered");
+
+    assert!(!reply.check_passed, "a loopback target passed: {reply:?}");
+    assert_eq!(
+        challenge_server.connection_count(),
+        0,
+        "the worker connected to loopback"
+    );
+
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_requests_get_invalid_request_replies() {
+    let nats = NatsServer::start();
+    let dns = TestDns::start(zones()).await;
+    let worker = RunningWorker::start(&worker_config(&nats, dns.addr(), 4)).await;
+    let client = coordinator(&nats).await;
+
+    let cases = [
+        (
+            "not JSON",
+            CheckType::Caa,
+            "caa, please",
+            "invalid request body",
+        ),
+        (
+            "missing target",
+            CheckType::Caa,
+            "{}",
+            "domain_or_ip_target",
+        ),
+        (
+            "target of wrong type",
+            CheckType::Caa,
+            r#"{"domain_or_ip_target": ["example.test"]}"#,
+            "domain_or_ip_target",
+        ),
+        (
+            "DCV method without its field",
+            CheckType::Dcv,
+            r#"{"domain_or_ip_target": "example.test", "dcv_check_parameters": {"validation_method": "acme-dns-01"}}"#,
+            "key_authorization_hash",
+        ),
+        (
+            "unknown DCV method",
+            CheckType::Dcv,
+            r#"{"domain_or_ip_target": "example.test", "dcv_check_parameters": {"validation_method": "fax"}}"#,
+            "dcv_check_parameters",
+        ),
+    ];
+    for (name, check_type, body, field) in cases {
+        let (reply, perspective) = call(&client, check_type, body)
+            .await
+            .unwrap_or_else(|error| panic!("{name}: no reply: {error}"));
+        assert_eq!(
+            perspective.as_deref(),
+            Some(PERSPECTIVE),
+            "{name}: perspective header"
+        );
+        assert_eq!(reply.check_type, check_type, "{name}: check type");
+        assert!(!reply.check_completed, "{name}: completed");
+        assert!(!reply.check_passed, "{name}: passed");
+        assert_eq!(
+            first_error_type(&reply),
+            Some(error_type::INVALID_REQUEST),
+            "{name}: error type"
+        );
+        let message = &reply.errors.as_ref().expect("errors are present")[0].error_message;
+        assert!(
+            message.contains(field),
+            "{name}: message {message:?} does not name {field}"
+        );
+    }
+
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn queue_group_answers_each_request_once() {
+    const REQUESTS: usize = 20;
+    let nats = NatsServer::start();
+    // Each worker resolves through its own DNS server, so the query counts show which worker
+    // ran each check.
+    let dns_a = TestDns::start(zones()).await;
+    let dns_b = TestDns::start(zones()).await;
+    let worker_a = RunningWorker::start(&worker_config(&nats, dns_a.addr(), 4)).await;
+    let worker_b = RunningWorker::start(&worker_config(&nats, dns_b.addr(), 4)).await;
+    dns_a.clear_queries();
+    dns_b.clear_queries();
+    let client = coordinator(&nats).await;
+
+    let body = caa_request("example.test");
+    let requests = (0..REQUESTS).map(|_| call(&client, CheckType::Caa, &body));
+    let replies = futures::future::join_all(requests).await;
+    for (index, reply) in replies.into_iter().enumerate() {
+        let (reply, _) = reply.unwrap_or_else(|error| panic!("request {index}: {error}"));
+        assert!(reply.check_passed, "request {index}: not passed: {reply:?}");
+    }
+
+    let ran_on_a = dns_a.query_count_for("example.test.", RecordType::CAA);
+    let ran_on_b = dns_b.query_count_for("example.test.", RecordType::CAA);
+    assert_eq!(
+        ran_on_a + ran_on_b,
+        REQUESTS,
+        "each request must run exactly once (worker A ran {ran_on_a}, worker B {ran_on_b})"
+    );
+    // With random queue selection both workers get none of 20 requests with probability 2^-19.
+    assert!(ran_on_a > 0, "worker A ran no check");
+    assert!(ran_on_b > 0, "worker B ran no check");
+
+    worker_a.stop().await;
+    worker_b.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_checks() {
+    let nats = NatsServer::start();
+    let dns = TestDns::start(zones()).await;
+    let slow_answer = Duration::from_millis(1500);
+    dns.set_behavior(
+        "slow.example.test.",
+        Some(RecordType::CAA),
+        Behavior::Delay(slow_answer),
+    );
+    let mut worker = RunningWorker::start(&worker_config(&nats, dns.addr(), 4)).await;
+    let client = coordinator(&nats).await;
+
+    let slow_client = client.clone();
+    let slow = tokio::spawn(async move {
+        let reply = call(
+            &slow_client,
+            CheckType::Caa,
+            &caa_request("slow.example.test"),
+        )
+        .await;
+        (reply, Instant::now())
+    });
+    wait_until("the slow check queries DNS", || {
+        dns.query_count_for("slow.example.test.", RecordType::CAA) > 0
+    })
+    .await;
+
+    worker.request_shutdown();
+    let shutdown_started = Instant::now();
+
+    // Requests published after the drain find no worker. The drain reaches the server a moment
+    // after it is requested, so a request sent in between is still answered.
+    let mut no_responders = false;
+    for _ in 0..100 {
+        match call(&client, CheckType::Caa, &caa_request("192.0.2.1")).await {
+            Err(error) if error.kind() == RequestErrorKind::NoResponders => {
+                no_responders = true;
+                break;
+            }
+            Err(error) => panic!("unexpected request error during the drain: {error}"),
+            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    assert!(
+        no_responders,
+        "requests were still answered after the drain"
+    );
+    assert!(
+        !worker.task.is_finished(),
+        "worker stopped before its check finished"
+    );
+
+    let (reply, answered_at) = tokio::time::timeout(REPLY_TIMEOUT, slow)
+        .await
+        .expect("slow reply arrives in time")
+        .expect("slow request task does not panic");
+    let (reply, perspective) = reply.expect("slow check is answered after shutdown started");
+    assert!(
+        answered_at > shutdown_started,
+        "slow reply came before shutdown started"
+    );
+    assert_eq!(
+        perspective.as_deref(),
+        Some(PERSPECTIVE),
+        "perspective header"
+    );
+    assert!(
+        reply.check_completed,
+        "slow check not completed: {:?}",
+        reply.errors
+    );
+    assert!(reply.check_passed, "slow check not passed: {reply:?}");
+
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn in_flight_bound_holds() {
+    const REQUESTS: u32 = 6;
+    let delay = Duration::from_millis(400);
+    let nats = NatsServer::start();
+    let dns = TestDns::start(zones()).await;
+    dns.set_behavior(
+        "slow.example.test.",
+        Some(RecordType::CAA),
+        Behavior::Delay(delay),
+    );
+    let client = coordinator(&nats).await;
+    let body = caa_request("slow.example.test");
+
+    // (case name, max_checks_in_flight)
+    let cases = [
+        ("two slots", 2_usize),
+        ("a slot per request", REQUESTS as usize),
+    ];
+    let mut elapsed_by_case = Vec::new();
+    for (name, bound) in cases {
+        let worker = RunningWorker::start(&worker_config(&nats, dns.addr(), bound)).await;
+        let started = Instant::now();
+        let requests = (0..REQUESTS).map(|_| call(&client, CheckType::Caa, &body));
+        for (index, reply) in futures::future::join_all(requests)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            let (reply, _) =
+                reply.unwrap_or_else(|error| panic!("{name}: request {index}: {error}"));
+            assert!(
+                reply.check_passed,
+                "{name}: request {index} not passed: {reply:?}"
+            );
+        }
+        elapsed_by_case.push((name, bound, started.elapsed()));
+        worker.stop().await;
+    }
+
+    let (name, bound, elapsed) = elapsed_by_case[0];
+    let rounds = REQUESTS / u32::try_from(bound).expect("small bound");
+    assert!(
+        elapsed >= delay * rounds,
+        "{name}: {REQUESTS} checks of {delay:?} with {bound} slots took only {elapsed:?}"
+    );
+    // Without the bound the checks overlap, which shows the DNS server answers concurrently
+    // and the time above comes from the bound.
+    let (name, _, elapsed) = elapsed_by_case[1];
+    assert!(
+        elapsed < delay * rounds,
+        "{name}: {REQUESTS} concurrent checks of {delay:?} took {elapsed:?}"
+    );
+}
+
+/// Waits until `condition` holds, checking every 10 ms for at most 5 seconds.
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
