@@ -111,8 +111,23 @@ impl TestCa {
     ///
     /// Panics if a name is not a valid DNS name or IP address, or if signing fails.
     pub fn issue(&self, subject_alt_names: &[&str]) -> ServerCertificate {
+        self.issue_with_usage(subject_alt_names, CertificateUsage::Server)
+    }
+
+    /// Issues a certificate for `subject_alt_names` (none for a client certificate) whose
+    /// extended key usage is `usage`, for servers that require client certificates, such
+    /// as nats-server with `verify: true`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if a name is not a valid DNS name or IP address, or if signing fails.
+    pub fn issue_with_usage(
+        &self,
+        subject_alt_names: &[&str],
+        usage: CertificateUsage,
+    ) -> ServerCertificate {
         let mut params = end_entity_params(subject_alt_names);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = usage.purposes();
         let key = generate_key();
         let certificate = params
             .signed_by(&key, &self.issuer)
@@ -127,7 +142,33 @@ impl Default for TestCa {
     }
 }
 
-/// A certificate chain and its private key, as a test server presents them.
+/// The extended key usage of a certificate from [`TestCa::issue_with_usage`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertificateUsage {
+    /// TLS server authentication (id-kp-serverAuth).
+    Server,
+    /// TLS client authentication (id-kp-clientAuth).
+    Client,
+    /// Both, for a process that accepts TLS connections and also connects to another server
+    /// with the same certificate, such as a NATS leaf node.
+    ServerAndClient,
+}
+
+impl CertificateUsage {
+    fn purposes(self) -> Vec<ExtendedKeyUsagePurpose> {
+        match self {
+            CertificateUsage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+            CertificateUsage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            CertificateUsage::ServerAndClient => vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        }
+    }
+}
+
+/// A certificate chain and its private key, as a test server presents them (or a client,
+/// for a certificate from [`TestCa::issue_with_usage`]).
 pub struct ServerCertificate {
     chain: Vec<CertificateDer<'static>>,
     chain_pem: String,

@@ -8,8 +8,8 @@ use std::time::Duration;
 use mpic_testkit::alpn::{ACME_TLS_1, AlpnPolicy, AlpnServer};
 use mpic_testkit::http::{ChallengeServer, Reply, Routes};
 use mpic_testkit::tls::{
-    AcmeIdentifier, AcmeTlsAlpnCertificate, Criticality, ServerCertificate, TestCa,
-    key_authorization_digest,
+    AcmeIdentifier, AcmeTlsAlpnCertificate, CertificateUsage, Criticality, ServerCertificate,
+    TestCa, key_authorization_digest,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls13_signature_with_raw_key};
@@ -133,6 +133,29 @@ fn issued_certificate_names_issuer_and_sans() {
         subject_alt_names(&parsed),
         ["dns:*.example.com", "ip:192.0.2.1"]
     );
+}
+
+#[test]
+fn issued_certificate_carries_requested_usage() {
+    let ca = TestCa::new();
+    let cases = [
+        (CertificateUsage::Server, (true, false)),
+        (CertificateUsage::Client, (false, true)),
+        (CertificateUsage::ServerAndClient, (true, true)),
+    ];
+
+    for (usage, (server_auth, client_auth)) in cases {
+        let certificate = ca.issue_with_usage(&["localhost"], usage);
+
+        let (_, parsed) = X509Certificate::from_der(certificate.cert_der()).unwrap();
+        let extended = parsed
+            .extended_key_usage()
+            .unwrap()
+            .expect("no extended key usage extension")
+            .value;
+        assert_eq!(extended.server_auth, server_auth, "{usage:?}: serverAuth");
+        assert_eq!(extended.client_auth, client_auth, "{usage:?}: clientAuth");
+    }
 }
 
 #[test]
