@@ -161,8 +161,12 @@ impl NatsService {
         let mut tasks = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
         let mut draining = false;
+        // A received request waiting for a check slot. No message is read while one waits, so
+        // a worker with every slot taken leaves further requests in the subscription buffer,
+        // and a shutdown is still noticed at once.
+        let mut waiting: Option<Request> = None;
 
-        while self.caa.open || self.dcv.open {
+        while self.caa.open || self.dcv.open || waiting.is_some() {
             tokio::select! {
                 () = &mut shutdown, if !draining => {
                     draining = true;
@@ -170,11 +174,18 @@ impl NatsService {
                     self.caa.drain().await;
                     self.dcv.drain().await;
                 }
-                message = self.caa.subscriber.next(), if self.caa.open => {
-                    self.caa.receive(message, draining, &mut tasks, &self.client, &self.checker).await?;
+                permit = self.checker.acquire(), if waiting.is_some() => {
+                    if let Some(request) = waiting.take() {
+                        let span = request.span();
+                        let task = serve(request, permit, self.client.clone(), self.checker.clone());
+                        tasks.spawn(task.instrument(span));
+                    }
                 }
-                message = self.dcv.subscriber.next(), if self.dcv.open => {
-                    self.dcv.receive(message, draining, &mut tasks, &self.client, &self.checker).await?;
+                message = self.caa.subscriber.next(), if self.caa.open && waiting.is_none() => {
+                    waiting = self.caa.receive(message, draining)?;
+                }
+                message = self.dcv.subscriber.next(), if self.dcv.open && waiting.is_none() => {
+                    waiting = self.dcv.receive(message, draining)?;
                 }
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => log_task_end(joined),
             }
@@ -227,53 +238,55 @@ impl Subscription {
         }
     }
 
-    /// Handles the next item of the subscription: spawns a check for a message, or marks the
-    /// subscription closed when it ended.
-    async fn receive(
+    /// Takes the next item of the subscription: the request of a message that can be answered,
+    /// or nothing. Marks the subscription closed when it ended.
+    fn receive(
         &mut self,
         message: Option<Message>,
         draining: bool,
-        tasks: &mut JoinSet<()>,
-        client: &Client,
-        checker: &Checker,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<Option<Request>, ServiceError> {
         let Some(message) = message else {
             self.open = false;
             if draining {
-                return Ok(());
+                return Ok(None);
             }
             return Err(ServiceError::SubscriptionEnded {
                 subject: self.subject.clone(),
             });
         };
-        let Some(reply_subject) = message.reply.clone() else {
+        let Some(reply_subject) = message.reply else {
             debug!(subject = %message.subject, "ignoring a message without a reply subject");
-            return Ok(());
+            return Ok(None);
         };
 
-        let permit = checker.acquire().await;
-        let request = Request {
+        Ok(Some(Request {
             check_type: self.check_type,
+            subject: message.subject.to_string(),
             reply_subject: reply_subject.to_string(),
             trace_identifier: header_value(message.headers.as_ref(), TRACE_HEADER),
             payload: message.payload,
-        };
-        let span = tracing::info_span!(
-            "nats_request",
-            subject = %message.subject,
-            trace_identifier = request.trace_identifier.as_deref(),
-        );
-        tasks.spawn(serve(request, permit, client.clone(), checker.clone()).instrument(span));
-        Ok(())
+        }))
     }
 }
 
 /// One received request, taken apart from its NATS message.
 struct Request {
     check_type: CheckType,
+    subject: String,
     reply_subject: String,
     trace_identifier: Option<String>,
     payload: Bytes,
+}
+
+impl Request {
+    /// Returns the span the request's task runs in.
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "nats_request",
+            subject = %self.subject,
+            trace_identifier = self.trace_identifier.as_deref(),
+        )
+    }
 }
 
 /// Runs one check and publishes its reply.

@@ -412,20 +412,22 @@ async fn shutdown_drains_in_flight_checks() {
         Some(RecordType::CAA),
         Behavior::Delay(slow_answer),
     );
-    let mut worker = RunningWorker::start(&worker_config(&nats, dns.addr(), 4)).await;
+    // One slot: the first slow check runs and the second waits for it inside the worker.
+    let mut worker = RunningWorker::start(&worker_config(&nats, dns.addr(), 1)).await;
     let client = coordinator(&nats).await;
 
-    let slow_client = client.clone();
-    let slow = tokio::spawn(async move {
-        let reply = call(
-            &slow_client,
-            CheckType::Caa,
-            &caa_request("slow.example.test"),
-        )
-        .await;
-        (reply, Instant::now())
-    });
-    wait_until("the slow check queries DNS", || {
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let slow_client = client.clone();
+        slow.push(tokio::spawn(async move {
+            let body = caa_request("slow.example.test");
+            let reply = call(&slow_client, CheckType::Caa, &body).await;
+            (reply, Instant::now())
+        }));
+    }
+    // Both requests were published before the first reached the worker and queried DNS, so
+    // the server has delivered both by now.
+    wait_until("the first slow check queries DNS", || {
         dns.query_count_for("slow.example.test.", RecordType::CAA) > 0
     })
     .await;
@@ -434,47 +436,57 @@ async fn shutdown_drains_in_flight_checks() {
     let shutdown_started = Instant::now();
 
     // Requests published after the drain find no worker. The drain reaches the server a moment
-    // after it is requested, so a request sent in between is still answered.
+    // after it is requested, and a request delivered in between waits for the busy slot, so
+    // such a request is abandoned after a short timeout. The worker must drain while its
+    // slot is still busy, long before the first slow check ends.
     let mut no_responders = false;
-    for _ in 0..100 {
-        match call(&client, CheckType::Caa, &caa_request("192.0.2.1")).await {
-            Err(error) if error.kind() == RequestErrorKind::NoResponders => {
-                no_responders = true;
-                break;
-            }
+    while !no_responders && shutdown_started.elapsed() < slow_answer * 2 / 3 {
+        let request = async_nats::Request::new()
+            .payload(Bytes::from(caa_request("192.0.2.1")))
+            .timeout(Some(Duration::from_millis(100)));
+        let subject = check_subject("mpic", PERSPECTIVE, CheckType::Caa);
+        match client.send_request(subject, request).await {
+            Err(error) if error.kind() == RequestErrorKind::NoResponders => no_responders = true,
+            Err(error) if error.kind() == RequestErrorKind::TimedOut => {}
             Err(error) => panic!("unexpected request error during the drain: {error}"),
             Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     }
     assert!(
         no_responders,
-        "requests were still answered after the drain"
+        "requests still reached the worker after shutdown started"
     );
     assert!(
         !worker.task.is_finished(),
-        "worker stopped before its check finished"
+        "worker stopped before its checks finished"
     );
 
-    let (reply, answered_at) = tokio::time::timeout(REPLY_TIMEOUT, slow)
-        .await
-        .expect("slow reply arrives in time")
-        .expect("slow request task does not panic");
-    let (reply, perspective) = reply.expect("slow check is answered after shutdown started");
-    assert!(
-        answered_at > shutdown_started,
-        "slow reply came before shutdown started"
-    );
-    assert_eq!(
-        perspective.as_deref(),
-        Some(PERSPECTIVE),
-        "perspective header"
-    );
-    assert!(
-        reply.check_completed,
-        "slow check not completed: {:?}",
-        reply.errors
-    );
-    assert!(reply.check_passed, "slow check not passed: {reply:?}");
+    for (index, task) in slow.into_iter().enumerate() {
+        let (reply, answered_at) = tokio::time::timeout(REPLY_TIMEOUT, task)
+            .await
+            .expect("slow reply arrives in time")
+            .expect("slow request task does not panic");
+        let (reply, perspective) =
+            reply.unwrap_or_else(|error| panic!("slow check {index} is not answered: {error}"));
+        assert!(
+            answered_at > shutdown_started,
+            "slow check {index}: reply came before shutdown started"
+        );
+        assert_eq!(
+            perspective.as_deref(),
+            Some(PERSPECTIVE),
+            "slow check {index}: perspective header"
+        );
+        assert!(
+            reply.check_completed,
+            "slow check {index}: not completed: {:?}",
+            reply.errors
+        );
+        assert!(
+            reply.check_passed,
+            "slow check {index}: not passed: {reply:?}"
+        );
+    }
 
     worker.stop().await;
 }
