@@ -114,7 +114,7 @@ pub enum PerspectiveEndpoint {
     Nats,
     /// The HTTP endpoints of a checker (the seed deployment's Python checkers or our worker's
     /// HTTP API).
-    Http(HttpEndpoints),
+    Http(Box<HttpEndpoints>),
     /// Checkers running inside the coordinator process (quick start only, never from a file).
     InProcess,
 }
@@ -626,10 +626,10 @@ fn deployed(
 fn endpoint(code: &str, entry: RawPerspective) -> Result<PerspectiveEndpoint, String> {
     match (entry.caa_endpoint_info, entry.dcv_endpoint_info) {
         (None, None) => Ok(PerspectiveEndpoint::Nats),
-        (Some(caa), Some(dcv)) => Ok(PerspectiveEndpoint::Http(HttpEndpoints {
+        (Some(caa), Some(dcv)) => Ok(PerspectiveEndpoint::Http(Box::new(HttpEndpoints {
             caa: http_endpoint(code, "caa_endpoint_info", caa)?,
             dcv: http_endpoint(code, "dcv_endpoint_info", dcv)?,
-        })),
+        }))),
         (Some(_), None) | (None, Some(_)) => Err(format!(
             "{code:?} has only one of caa_endpoint_info and dcv_endpoint_info; give both for an \
              HTTP perspective or neither for NATS"

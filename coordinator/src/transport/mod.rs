@@ -1,8 +1,31 @@
 //! How the coordinator reaches a perspective: NATS request-reply, the HTTP endpoints of the
 //! existing Python checkers, or in-process checkers. Transports move JSON bodies and know
 //! nothing about CAA or DCV.
+//!
+//! - [`nats`]: `<prefix>.<code>.<caa|dcv>` request-reply, the production transport.
+//! - [`http`]: `POST` to a checker's `/caa` or `/dcv` endpoint, for the seed deployment.
+//! - [`in_process`]: a checker inside this process, for the quick start and tests.
+//!
+//! [`Transports`] contains one [`PerspectiveClient`] per deployed perspective, and the
+//! orchestration calls it. Every call is bounded by the per-perspective timeout, whatever the
+//! transport, and every failure comes back as a [`TransportError`] whose [`kind`](TransportError::kind)
+//! keeps "no responders" apart from "timed out".
 
-use std::time::Duration;
+pub mod http;
+pub mod in_process;
+pub mod nats;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mpic_shared::reply::CheckResponse;
+use mpic_shared::request::CheckType;
+use mpic_worker::config::WorkerConfig;
+use mpic_worker::handler::CheckerSetupError;
+use tracing::Instrument;
+
+use crate::config::{CoordinatorConfig, PerspectiveEndpoint};
 
 /// Why a perspective call produced no usable reply. The orchestration turns each of these into
 /// that perspective's error reply (`check_completed: false`, error type
@@ -80,3 +103,244 @@ impl TransportError {
         }
     }
 }
+
+impl std::fmt::Display for TransportErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TransportErrorKind::NoResponders => "no_responders",
+            TransportErrorKind::TimedOut => "timed_out",
+            TransportErrorKind::InvalidReply => "invalid_reply",
+            TransportErrorKind::WrongPerspective => "wrong_perspective",
+            TransportErrorKind::RequestFailed => "request_failed",
+        })
+    }
+}
+
+/// Why the transports could not be set up at startup.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportSetupError {
+    /// The NATS connection failed.
+    #[error("failed to connect to NATS ({servers}): {source}")]
+    Nats {
+        /// The servers tried.
+        servers: String,
+        /// What failed.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// The HTTP client could not be built, for example without any root certificate.
+    #[error("failed to build the HTTP client for the HTTP perspectives: {0}")]
+    Http(#[from] http::HttpSetupError),
+    /// An in-process checker could not be built, or no worker configuration was given for it.
+    #[error("failed to build the in-process checker of perspective {perspective}")]
+    InProcess {
+        /// The perspective.
+        perspective: String,
+        /// What failed; `None` when no worker configuration was given.
+        #[source]
+        source: Option<CheckerSetupError>,
+    },
+}
+
+/// The client of one deployed perspective.
+#[derive(Debug, Clone)]
+pub enum PerspectiveClient {
+    /// NATS request-reply on the perspective's subjects.
+    Nats(nats::NatsTransport),
+    /// The perspective's HTTP endpoints.
+    Http(http::HttpPerspective),
+    /// A checker in this process.
+    InProcess(in_process::InProcessPerspective),
+}
+
+impl PerspectiveClient {
+    /// Sends one check to the perspective and returns its parsed reply.
+    pub async fn call(
+        &self,
+        perspective: &str,
+        check_type: CheckType,
+        body: Bytes,
+        trace_identifier: Option<&str>,
+    ) -> Result<CheckResponse, TransportError> {
+        match self {
+            PerspectiveClient::Nats(transport) => {
+                transport
+                    .call(perspective, check_type, body, trace_identifier)
+                    .await
+            }
+            PerspectiveClient::Http(client) => {
+                client
+                    .call(perspective, check_type, body, trace_identifier)
+                    .await
+            }
+            PerspectiveClient::InProcess(checker) => {
+                checker.call(perspective, check_type, body).await
+            }
+        }
+    }
+
+    /// Returns the transport's name, for logs.
+    pub fn transport_name(&self) -> &'static str {
+        match self {
+            PerspectiveClient::Nats(_) => "nats",
+            PerspectiveClient::Http(_) => "http",
+            PerspectiveClient::InProcess(_) => "in-process",
+        }
+    }
+}
+
+/// The clients of every deployed perspective, keyed by perspective code.
+#[derive(Debug, Clone, Default)]
+pub struct Transports {
+    clients: BTreeMap<String, PerspectiveClient>,
+}
+
+impl Transports {
+    /// Builds a client for every perspective of `config`: one shared NATS connection, one
+    /// shared HTTP client, and for each in-process perspective its own checker, built from
+    /// `in_process` with the perspective's code.
+    pub async fn connect(
+        config: &CoordinatorConfig,
+        in_process: Option<&WorkerConfig>,
+    ) -> Result<Self, TransportSetupError> {
+        let mut nats = None;
+        if config.uses_nats() {
+            let transport = nats::NatsTransport::connect(
+                &config.nats_servers,
+                &config.subject_prefix,
+                config.perspective_timeout,
+            )
+            .await?;
+            nats = Some(transport);
+        }
+        let mut http = None;
+
+        let mut clients = BTreeMap::new();
+        for perspective in &config.perspectives {
+            let code = &perspective.code;
+            let client = match &perspective.endpoint {
+                PerspectiveEndpoint::Nats => match &nats {
+                    Some(transport) => PerspectiveClient::Nats(transport.clone()),
+                    // `uses_nats` is true whenever a NATS perspective exists, so the
+                    // connection was made above.
+                    None => continue,
+                },
+                PerspectiveEndpoint::Http(endpoints) => {
+                    let transport = match &http {
+                        Some(transport) => transport,
+                        None => http.insert(http::HttpTransport::new(
+                            config.perspective_timeout,
+                            config.http_pool_idle_timeout,
+                        )?),
+                    };
+                    PerspectiveClient::Http(transport.perspective((**endpoints).clone()))
+                }
+                PerspectiveEndpoint::InProcess => {
+                    let base = in_process.ok_or_else(|| TransportSetupError::InProcess {
+                        perspective: code.clone(),
+                        source: None,
+                    })?;
+                    let client = in_process::InProcessPerspective::build(
+                        code,
+                        base,
+                        config.perspective_timeout,
+                    )
+                    .map_err(|source| TransportSetupError::InProcess {
+                        perspective: code.clone(),
+                        source: Some(source),
+                    })?;
+                    PerspectiveClient::InProcess(client)
+                }
+            };
+            clients.insert(code.clone(), client);
+        }
+        Ok(Self { clients })
+    }
+
+    /// Builds the transports from clients made by the caller, for tests and embedders.
+    pub fn from_clients(clients: impl IntoIterator<Item = (String, PerspectiveClient)>) -> Self {
+        Self {
+            clients: clients.into_iter().collect(),
+        }
+    }
+
+    /// Returns the codes of the perspectives that have a client.
+    pub fn perspectives(&self) -> impl Iterator<Item = &str> {
+        self.clients.keys().map(String::as_str)
+    }
+
+    /// Sends one check to `perspective` inside a span named after it and returns the reply.
+    ///
+    /// The body is the perspective request JSON (`CaaCheckRequest` or `DcvCheckRequest`); the
+    /// trace identifier also travels as [`TRACE_HEADER`](mpic_shared::subject::TRACE_HEADER)
+    /// where the transport has headers.
+    pub async fn call(
+        &self,
+        perspective: &str,
+        check_type: CheckType,
+        body: Bytes,
+        trace_identifier: Option<&str>,
+    ) -> Result<CheckResponse, TransportError> {
+        let Some(client) = self.clients.get(perspective) else {
+            return Err(TransportError::RequestFailed {
+                perspective: perspective.to_owned(),
+                reason: "the perspective is not deployed in this coordinator".to_owned(),
+            });
+        };
+        let span = tracing::info_span!(
+            "perspective_call",
+            perspective,
+            check_type = %check_type,
+            transport = client.transport_name(),
+        );
+        let started = Instant::now();
+        let result = client
+            .call(perspective, check_type, body, trace_identifier)
+            .instrument(span.clone())
+            .await;
+
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        span.in_scope(|| match &result {
+            Ok(reply) => tracing::debug!(
+                latency_ms,
+                completed = reply.check_completed,
+                passed = reply.check_passed,
+                "perspective replied"
+            ),
+            Err(error) => tracing::debug!(
+                latency_ms,
+                error_kind = %error.kind(),
+                "perspective call failed"
+            ),
+        });
+        result
+    }
+}
+
+/// Parses a reply body and checks that it replies to the check that was sent.
+pub(crate) fn parse_reply(
+    perspective: &str,
+    check_type: CheckType,
+    payload: &[u8],
+) -> Result<CheckResponse, TransportError> {
+    let reply: CheckResponse =
+        serde_json::from_slice(payload).map_err(|error| TransportError::InvalidReply {
+            perspective: perspective.to_owned(),
+            reason: error.to_string(),
+        })?;
+    if reply.check_type != check_type {
+        return Err(TransportError::InvalidReply {
+            perspective: perspective.to_owned(),
+            reason: format!(
+                "the reply is for a {} check, but a {check_type} check was sent",
+                reply.check_type
+            ),
+        });
+    }
+    Ok(reply)
+}
+
+/// Largest reply body accepted from a perspective: 1 MiB, the default NATS `max_payload`. A
+/// real reply is a few kilobytes; this only bounds what a broken endpoint can make us buffer.
+pub const MAX_REPLY_BYTES: usize = 1024 * 1024;

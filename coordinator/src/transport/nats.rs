@@ -1,0 +1,144 @@
+//! NATS request-reply to a perspective's workers.
+//!
+//! A check is published on `<prefix>.<code>.caa` or `<prefix>.<code>.dcv` (see
+//! [`check_subject`]) with the JSON body and the caller's trace identifier in [`TRACE_HEADER`].
+//! One worker of the perspective's queue group replies with the check response and names its
+//! perspective in [`PERSPECTIVE_HEADER`]. A reply that names no perspective or another one is
+//! counted as that perspective's failure, because a misrouted or impersonated reply must never
+//! corroborate.
+//!
+//! Each request carries its own timeout (the per-perspective timeout) instead of the client's
+//! default. The NATS server's "no responders" status is kept apart from a timeout, because the
+//! first means the perspective has no running workers and the second that they are slow.
+//!
+//! Not handled here: reply signatures, and TLS or credentials beyond what the server URL and
+//! the NATS server's own requirements imply.
+
+use std::time::Duration;
+
+use async_nats::client::{RequestError, RequestErrorKind};
+use async_nats::{Client, ConnectOptions, HeaderMap, Request, ServerAddr};
+use bytes::Bytes;
+use mpic_shared::reply::CheckResponse;
+use mpic_shared::request::CheckType;
+use mpic_shared::subject::{PERSPECTIVE_HEADER, TRACE_HEADER, check_subject};
+
+use crate::transport::{MAX_REPLY_BYTES, TransportError, TransportSetupError, parse_reply};
+
+/// A NATS connection shared by every NATS perspective. Cloning is cheap: clones share the
+/// connection.
+#[derive(Debug, Clone)]
+pub struct NatsTransport {
+    client: Client,
+    subject_prefix: String,
+    /// Per-request timeout (`http_client_timeout_seconds`), replacing the client's default.
+    timeout: Duration,
+}
+
+impl NatsTransport {
+    /// Connects to the NATS servers. The connection name shows up in the server's monitoring.
+    pub async fn connect(
+        servers: &[ServerAddr],
+        subject_prefix: &str,
+        timeout: Duration,
+    ) -> Result<Self, TransportSetupError> {
+        let client = ConnectOptions::new()
+            .name(CONNECTION_NAME)
+            .connect(servers)
+            .await
+            .map_err(|source| TransportSetupError::Nats {
+                servers: servers
+                    .iter()
+                    .map(|server| format!("{}:{}", server.host(), server.port()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                source,
+            })?;
+        Ok(Self::from_client(client, subject_prefix, timeout))
+    }
+
+    /// Wraps a connected client.
+    pub fn from_client(client: Client, subject_prefix: &str, timeout: Duration) -> Self {
+        Self {
+            client,
+            subject_prefix: subject_prefix.to_owned(),
+            timeout,
+        }
+    }
+
+    /// Sends one check to `perspective` and waits for one reply.
+    pub async fn call(
+        &self,
+        perspective: &str,
+        check_type: CheckType,
+        body: Bytes,
+        trace_identifier: Option<&str>,
+    ) -> Result<CheckResponse, TransportError> {
+        let subject = check_subject(&self.subject_prefix, perspective, check_type);
+        let mut headers = HeaderMap::new();
+        if let Some(trace_identifier) = trace_identifier {
+            // The `&str` conversion replaces CR and LF, so a caller's identifier cannot inject
+            // header lines.
+            headers.insert(TRACE_HEADER, trace_identifier);
+        }
+        let request = Request::new()
+            .headers(headers)
+            .payload(body)
+            .timeout(Some(self.timeout));
+
+        let message = self
+            .client
+            .send_request(subject.clone(), request)
+            .await
+            .map_err(|error| self.request_error(perspective, &subject, error))?;
+
+        let replied_for = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(PERSPECTIVE_HEADER))
+            .map(|value| value.as_str().to_owned());
+        if replied_for.as_deref() != Some(perspective) {
+            return Err(TransportError::WrongPerspective {
+                expected: perspective.to_owned(),
+                actual: replied_for,
+            });
+        }
+        if message.payload.len() > MAX_REPLY_BYTES {
+            return Err(TransportError::InvalidReply {
+                perspective: perspective.to_owned(),
+                reason: format!(
+                    "the reply has {} bytes, more than the {MAX_REPLY_BYTES} accepted",
+                    message.payload.len()
+                ),
+            });
+        }
+        parse_reply(perspective, check_type, &message.payload)
+    }
+
+    fn request_error(
+        &self,
+        perspective: &str,
+        subject: &str,
+        error: RequestError,
+    ) -> TransportError {
+        match error.kind() {
+            RequestErrorKind::NoResponders => TransportError::NoResponders {
+                perspective: perspective.to_owned(),
+                subject: subject.to_owned(),
+            },
+            RequestErrorKind::TimedOut => TransportError::TimedOut {
+                perspective: perspective.to_owned(),
+                timeout: self.timeout,
+            },
+            RequestErrorKind::InvalidSubject
+            | RequestErrorKind::MaxPayloadExceeded
+            | RequestErrorKind::Other => TransportError::RequestFailed {
+                perspective: perspective.to_owned(),
+                reason: format!("NATS request on {subject} failed: {error}"),
+            },
+        }
+    }
+}
+
+/// The client name the coordinator announces to the NATS server.
+const CONNECTION_NAME: &str = "mpic-coordinator";
