@@ -31,6 +31,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, field};
 
 use crate::checks::caa::CaaChecker;
+use crate::checks::dns;
 use crate::checks::http::HttpChecker;
 use crate::config::WorkerConfig;
 use crate::fetch::{AddressGuard, FetchSettings, Fetcher, FetcherSetupError};
@@ -47,6 +48,7 @@ struct Inner {
     perspective_code: String,
     check_timeout: Duration,
     slots: Arc<Semaphore>,
+    resolvers: ResolverFactory,
     caa: CaaChecker,
     http: HttpChecker,
 }
@@ -88,7 +90,8 @@ impl Checker {
                 check_timeout: config.check_timeout,
                 slots: Arc::new(Semaphore::new(config.max_checks_in_flight)),
                 caa: CaaChecker::new(resolvers.clone(), &config.default_caa_domains),
-                http: HttpChecker::new(resolvers, fetcher),
+                http: HttpChecker::new(resolvers.clone(), fetcher),
+                resolvers,
             }),
         })
     }
@@ -226,7 +229,19 @@ impl Checker {
                 .acme_http_01(target, parameters)
                 .await
                 .into_check_response(),
-            _ => not_in_this_build(method),
+            DcvCheckParameters::AcmeDns01(_)
+            | DcvCheckParameters::DnsAccount01(_)
+            | DcvCheckParameters::DnsChange(_)
+            | DcvCheckParameters::DnsPersistent(_)
+            | DcvCheckParameters::ContactEmailTxt(_)
+            | DcvCheckParameters::ContactEmailCaa(_)
+            | DcvCheckParameters::ContactPhoneTxt(_)
+            | DcvCheckParameters::ContactPhoneCaa(_)
+            | DcvCheckParameters::IpAddress(_)
+            | DcvCheckParameters::ReverseAddressLookup(_) => {
+                dns::check(&inner.resolvers, &request).await
+            }
+            DcvCheckParameters::AcmeTlsAlpn01(_) => not_in_this_build(method),
         }
     }
 }

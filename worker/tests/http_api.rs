@@ -246,18 +246,31 @@ async fn dcv_endpoint_returns_check_reply() {
     config.challenge_ports.http = challenge_server.port();
     let endpoints = Endpoints::start(&config).await;
 
-    let cases = [(
-        "acme-http-01",
-        serde_json::json!({
-            "domain_or_ip_target": "127.0.0.1",
-            "dcv_check_parameters": {
-                "validation_method": "acme-http-01",
-                "token": "token-1",
-                "key_authorization": "token-1.thumbprint",
-            },
-        }),
-        ValidationMethod::AcmeHttp01,
-    )];
+    let cases = [
+        (
+            "acme-dns-01",
+            serde_json::json!({
+                "domain_or_ip_target": "example.test",
+                "dcv_check_parameters": {
+                    "validation_method": "acme-dns-01",
+                    "key_authorization_hash": "key-authorization-hash",
+                },
+            }),
+            ValidationMethod::AcmeDns01,
+        ),
+        (
+            "acme-http-01",
+            serde_json::json!({
+                "domain_or_ip_target": "127.0.0.1",
+                "dcv_check_parameters": {
+                    "validation_method": "acme-http-01",
+                    "token": "token-1",
+                    "key_authorization": "token-1.thumbprint",
+                },
+            }),
+            ValidationMethod::AcmeHttp01,
+        ),
+    ];
     for (name, body, method) in cases {
         let response = send(
             endpoints.addr,
