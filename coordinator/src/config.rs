@@ -18,6 +18,9 @@
 //! | Key | Unit | Default | Meaning |
 //! |---|---|---|---|
 //! | `nats_url` | URL list | required with NATS perspectives | NATS server(s), comma-separated (`nats://`, `tls://`). |
+//! | `nats_user`, `nats_password` | text | unset | NATS user and password (both or neither). |
+//! | `nats_token` | text | unset | NATS authentication token. |
+//! | `nats_credentials_file` | path | unset | NATS `.creds` file (user JWT and NKey seed). |
 //! | `subject_prefix` | subject | `mpic` | First tokens of every perspective subject. |
 //! | `perspective_catalogue` | path | `available_perspectives.yaml` | The catalogue; relative paths start at the configuration file's directory. |
 //! | `listen_address` | address:port | `127.0.0.1:8080` | Where the REST API listens; loopback unless a deployment opens it. |
@@ -36,8 +39,9 @@
 //! the file. Keys the coordinator does not know are reported as warnings, because existing
 //! deployments carry keys of other services.
 //!
-//! Not handled here: NATS credentials and TLS client settings beyond the scheme of `nats_url`,
-//! and reloading the configuration while running.
+//! At most one kind of NATS credentials may be set; they are the worker's keys with the same
+//! meaning. Not handled here: NATS TLS client certificates and private root certificates, and
+//! reloading the configuration while running.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -52,6 +56,7 @@ use mpic_shared::catalogue::{Catalogue, CatalogueError, Rir};
 use mpic_shared::subject::{
     DEFAULT_SUBJECT_PREFIX, is_valid_subject_prefix, is_valid_subject_token,
 };
+use mpic_worker::config::{NatsAuth, NatsConfig, Secret};
 use reqwest::Url;
 use serde::Deserialize;
 
@@ -79,8 +84,9 @@ pub struct CoordinatorConfig {
     /// Idle time after which a pooled connection to an HTTP perspective is closed
     /// (`http_client_keepalive_timeout_seconds`). Default: [`DEFAULT_HTTP_POOL_IDLE_TIMEOUT`].
     pub http_pool_idle_timeout: Duration,
-    /// NATS servers (`nats_url`); set whenever a perspective uses NATS.
-    pub nats_servers: Vec<async_nats::ServerAddr>,
+    /// NATS servers and credentials (`nats_url`, `nats_user`, `nats_password`, `nats_token`,
+    /// `nats_credentials_file`). Set whenever a perspective uses NATS.
+    pub nats: Option<NatsConfig>,
     /// Prefix of the perspective subjects (`subject_prefix`). Default: `mpic`.
     pub subject_prefix: String,
     /// Socket address of the REST API (`listen_address`). Default: [`DEFAULT_LISTEN_ADDRESS`].
@@ -290,6 +296,10 @@ pub const KNOWN_KEYS: &[&str] = &[
     "http_client_timeout_seconds",
     "http_client_keepalive_timeout_seconds",
     "nats_url",
+    "nats_user",
+    "nats_password",
+    "nats_token",
+    "nats_credentials_file",
     "subject_prefix",
     "perspective_catalogue",
     "listen_address",
@@ -349,7 +359,7 @@ impl CoordinatorConfig {
             seconds(conf, "http_client_timeout_seconds")?.unwrap_or(DEFAULT_PERSPECTIVE_TIMEOUT);
         let http_pool_idle_timeout = seconds(conf, "http_client_keepalive_timeout_seconds")?
             .unwrap_or(DEFAULT_HTTP_POOL_IDLE_TIMEOUT);
-        let nats_servers = nats_servers(conf, &perspectives)?;
+        let nats = nats_config(conf, &perspectives)?;
         let subject_prefix = subject_prefix(conf)?;
         let listen_address = conf
             .parse_value("listen_address")?
@@ -371,7 +381,7 @@ impl CoordinatorConfig {
             absolute_max_attempts,
             perspective_timeout,
             http_pool_idle_timeout,
-            nats_servers,
+            nats,
             subject_prefix,
             listen_address,
             request_timeout,
@@ -408,7 +418,7 @@ impl CoordinatorConfig {
             absolute_max_attempts: None,
             perspective_timeout: DEFAULT_PERSPECTIVE_TIMEOUT,
             http_pool_idle_timeout: DEFAULT_HTTP_POOL_IDLE_TIMEOUT,
-            nats_servers: Vec::new(),
+            nats: None,
             subject_prefix: DEFAULT_SUBJECT_PREFIX.to_owned(),
             listen_address,
             request_timeout,
@@ -428,11 +438,10 @@ impl CoordinatorConfig {
     /// credentials left out.
     pub fn log_effective(&self) {
         let perspectives: Vec<String> = self.perspectives.iter().map(describe).collect();
-        let nats_servers: Vec<String> = self
-            .nats_servers
-            .iter()
-            .map(|server| format!("{}:{}", server.host(), server.port()))
-            .collect();
+        let (nats_servers, nats_auth) = match &self.nats {
+            Some(nats) => (nats.redacted_servers().join(","), nats.auth.kind()),
+            None => (String::new(), NatsAuth::None.kind()),
+        };
         tracing::info!(
             perspectives = %perspectives.join(", "),
             perspective_catalogue = %self.catalogue_source,
@@ -442,7 +451,8 @@ impl CoordinatorConfig {
             absolute_max_attempts = ?self.absolute_max_attempts,
             perspective_timeout_ms = duration_ms(self.perspective_timeout),
             http_pool_idle_timeout_ms = duration_ms(self.http_pool_idle_timeout),
-            nats_servers = %nats_servers.join(","),
+            nats_servers = %nats_servers,
+            nats_auth,
             subject_prefix = %self.subject_prefix,
             listen_address = %self.listen_address,
             request_timeout_ms = duration_ms(self.request_timeout),
@@ -751,15 +761,18 @@ fn seconds(conf: &AppConf, key: &'static str) -> Result<Option<Duration>, Config
     }
 }
 
-fn nats_servers(
+/// Reads the NATS servers and credentials. Servers are required when a perspective uses NATS,
+/// and credentials without servers are reported as the mistake they are.
+fn nats_config(
     conf: &AppConf,
     perspectives: &[DeployedPerspective],
-) -> Result<Vec<async_nats::ServerAddr>, ConfigError> {
+) -> Result<Option<NatsConfig>, ConfigError> {
     let key = "nats_url";
+    let auth = nats_auth(conf)?;
     let uses_nats = perspectives
         .iter()
         .any(|p| p.endpoint == PerspectiveEndpoint::Nats);
-    let Some(value) = conf.get(key) else {
+    let Some(value) = conf.get(key).filter(|value| !value.trim().is_empty()) else {
         if uses_nats {
             return Err(ConfigError::Invalid {
                 key,
@@ -768,20 +781,70 @@ fn nats_servers(
                     .to_owned(),
             });
         }
-        return Ok(Vec::new());
+        if auth != NatsAuth::None {
+            return Err(ConfigError::Invalid {
+                key,
+                reason: format!("missing, but NATS credentials ({}) are set", auth.kind()),
+            });
+        }
+        return Ok(None);
     };
-    value
-        .split(',')
-        .map(|server| {
-            server
-                .trim()
-                .parse::<async_nats::ServerAddr>()
-                .map_err(|error| ConfigError::Invalid {
-                    key,
-                    reason: format!("{:?}: {error}", server.trim()),
-                })
-        })
-        .collect()
+
+    let mut servers = Vec::new();
+    for server in value.split(',').map(str::trim) {
+        if let Err(error) = server.parse::<async_nats::ServerAddr>() {
+            let shown = Url::parse(server)
+                .map(|url| redacted_url(&url))
+                .unwrap_or_else(|_| server.to_owned());
+            return Err(ConfigError::Invalid {
+                key,
+                reason: format!("{shown:?} is not a NATS server URL: {error}"),
+            });
+        }
+        servers.push(server.to_owned());
+    }
+    Ok(Some(NatsConfig { servers, auth }))
+}
+
+/// Reads the NATS credentials: user and password, a token, or a credentials file, at most one.
+fn nats_auth(conf: &AppConf) -> Result<NatsAuth, ConfigError> {
+    let user = conf.get("nats_user");
+    let password = conf.get("nats_password");
+    let token = conf.get("nats_token");
+    let credentials_file = conf.get("nats_credentials_file");
+
+    let kinds_set = [
+        user.is_some() || password.is_some(),
+        token.is_some(),
+        credentials_file.is_some(),
+    ]
+    .into_iter()
+    .filter(|set| *set)
+    .count();
+    if kinds_set > 1 {
+        return Err(ConfigError::Invalid {
+            key: "nats_user",
+            reason: "set only one of nats_user with nats_password, nats_token and \
+                     nats_credentials_file"
+                .to_owned(),
+        });
+    }
+
+    let missing = |key: &'static str, other: &str| ConfigError::Invalid {
+        key,
+        reason: format!("missing, but {other} is set"),
+    };
+    match (user, password, token, credentials_file) {
+        (Some(user), Some(password), _, _) => Ok(NatsAuth::UserPassword {
+            user: user.to_owned(),
+            password: Secret::new(password),
+        }),
+        (Some(_), None, _, _) => Err(missing("nats_password", "nats_user")),
+        (None, Some(_), _, _) => Err(missing("nats_user", "nats_password")),
+        (None, None, Some(token), _) => Ok(NatsAuth::Token(Secret::new(token))),
+        (None, None, None, Some(path)) => Ok(NatsAuth::CredentialsFile(PathBuf::from(path))),
+        (None, None, None, None) => Ok(NatsAuth::None),
+    }
 }
 
 fn subject_prefix(conf: &AppConf) -> Result<String, ConfigError> {
@@ -927,7 +990,7 @@ available_regions:
                     };
                     endpoints.caa.url.as_str() == "http://caa-1/caa"
                         && endpoints.caa.headers.get("x-api-key").unwrap() == "k1"
-                        && c.nats_servers.is_empty()
+                        && c.nats.is_none()
                         && c.absolute_max_attempts == Some(3)
                         && c.perspective_timeout == Duration::from_secs(30)
                         && c.http_pool_idle_timeout == Duration::from_secs(60)
@@ -943,7 +1006,7 @@ available_regions:
                 check: |c| {
                     c.perspectives[1].endpoint == PerspectiveEndpoint::Nats
                         && matches!(c.perspectives[0].endpoint, PerspectiveEndpoint::Http(_))
-                        && c.nats_servers.len() == 1
+                        && c.nats.as_ref().unwrap().servers.len() == 1
                 },
             },
             Case {
@@ -951,7 +1014,7 @@ available_regions:
                 file: format!(
                     "{NATS_BASE}subject_prefix=ca1.mpic\nlisten_address=0.0.0.0:9000\n\
                      request_timeout_seconds=12.5\nlog_format=JSON\nlog_level=debug\n\
-                     nats_url=nats://127.0.0.1:4222, nats://127.0.0.1:4223\n"
+                     nats_url=nats://127.0.0.1:4222, nats://127.0.0.1:4223\nnats_token=t0ken\n"
                 ),
                 check: |c| {
                     c.subject_prefix == "ca1.mpic"
@@ -959,7 +1022,8 @@ available_regions:
                         && c.request_timeout == Duration::from_millis(12_500)
                         && c.log_format == LogFormat::Json
                         && c.log_level == "debug"
-                        && c.nats_servers.len() == 2
+                        && c.nats.as_ref().unwrap().servers.len() == 2
+                        && c.nats.as_ref().unwrap().auth.kind() == "token"
                 },
             },
         ];
@@ -1096,7 +1160,27 @@ available_regions:
             (
                 "bad NATS URL",
                 NATS_BASE.replace("nats://127.0.0.1:4222", "http://127.0.0.1:4222"),
-                "nats_url: \"http://127.0.0.1:4222\"",
+                "nats_url: \"http://127.0.0.1:4222/\" is not a NATS server URL",
+            ),
+            (
+                "two kinds of NATS credentials",
+                format!("{NATS_BASE}nats_token=t\nnats_credentials_file=/c.creds\n"),
+                "nats_user: set only one of",
+            ),
+            (
+                "NATS password without user",
+                format!("{NATS_BASE}nats_password=p\n"),
+                "nats_user: missing, but nats_password is set",
+            ),
+            (
+                "NATS credentials without server",
+                "perspectives={\"us-east-1\":{\"caa_endpoint_info\":{\"url\":\"https://c/caa\"},\
+                 \"dcv_endpoint_info\":{\"url\":\"https://c/dcv\"}},\"eu-west-2\":\
+                 {\"caa_endpoint_info\":{\"url\":\"https://d/caa\"},\"dcv_endpoint_info\":\
+                 {\"url\":\"https://d/dcv\"}}}\n\
+                 default_perspective_count=2\nhash_secret=x\nnats_token=t\n"
+                    .to_owned(),
+                "nats_url: missing, but NATS credentials (token) are set",
             ),
             (
                 "bad subject prefix",
@@ -1157,10 +1241,12 @@ available_regions:
         let file = "perspectives={\"us-east-1\":{\"caa_endpoint_info\":{\"url\":\
                     \"https://user:pw@caa-1/caa\",\"headers\":{\"x-api-key\":\"key-value\"}},\
                     \"dcv_endpoint_info\":{\"url\":\"https://d/dcv\"}},\"eu-west-2\":{}}\n\
-                    default_perspective_count=2\nhash_secret=top-secret\nnats_url=127.0.0.1\n";
+                    default_perspective_count=2\nhash_secret=top-secret\n\
+                    nats_url=nats://nats-user:nats-pw@127.0.0.1\nnats_user=u\n\
+                    nats_password=second-pw\n";
         let (config, _) = build(file).unwrap();
         let debug = format!("{config:?}");
-        for secret in ["top-secret", "key-value", "pw@"] {
+        for secret in ["top-secret", "key-value", "pw@", "nats-pw", "second-pw"] {
             assert!(!debug.contains(secret), "{secret:?} leaked into {debug}");
         }
         assert!(

@@ -14,7 +14,8 @@ use mpic_shared::dcv::ValidationMethod;
 use mpic_shared::reply::{CaaDetails, CheckDetails, CheckResponse, DnsDetails};
 use mpic_shared::request::CheckType;
 use mpic_shared::subject::{PERSPECTIVE_HEADER, QUEUE_GROUP, TRACE_HEADER};
-use mpic_testkit::nats::NatsServer;
+use mpic_testkit::nats::{NatsConfig as ServerConfig, NatsServer};
+use mpic_worker::config::{NatsAuth, NatsConfig, Secret};
 use tokio::sync::mpsc;
 
 /// The per-call timeout under test. It is long enough for a loaded machine to reply to a local
@@ -136,8 +137,11 @@ async fn fixture(responders: &[(&'static str, Behaviour)]) -> Fixture {
     for (perspective, behaviour) in responders {
         spawn_responder(&responder_client, perspective, *behaviour, sender.clone()).await;
     }
-    let servers = [server.url().parse().unwrap()];
-    let transport = NatsTransport::connect(&servers, "mpic", TIMEOUT)
+    let config = NatsConfig {
+        servers: vec![server.url()],
+        auth: NatsAuth::None,
+    };
+    let transport = NatsTransport::connect(&config, "mpic", TIMEOUT)
         .await
         .unwrap();
     Fixture {
@@ -262,4 +266,31 @@ async fn undeployed_perspective_is_a_failed_request() {
         .await
         .unwrap_err();
     assert_eq!(error.kind(), TransportErrorKind::RequestFailed, "{error}");
+}
+
+#[tokio::test]
+async fn token_authenticates_the_connection() {
+    let server = NatsServer::start_with_config(ServerConfig::new(
+        "authorization { token: \"s3cret-token\" }",
+    ));
+    let with_token = |token: &str| NatsConfig {
+        servers: vec![server.url()],
+        auth: NatsAuth::Token(Secret::new(token)),
+    };
+
+    let responder = async_nats::ConnectOptions::with_token("s3cret-token".to_owned())
+        .connect(server.url())
+        .await
+        .unwrap();
+    let (sender, _traces) = mpsc::unbounded_channel();
+    spawn_responder(&responder, "us-east-1", Behaviour::Good, sender).await;
+
+    let transport = NatsTransport::connect(&with_token("s3cret-token"), "mpic", TIMEOUT)
+        .await
+        .unwrap();
+    let reply = call(&transport, "us-east-1").await.unwrap();
+    assert!(reply.check_passed, "{reply:?}");
+
+    let refused = NatsTransport::connect(&with_token("wrong-token"), "mpic", TIMEOUT).await;
+    assert!(refused.is_err(), "a wrong token is refused");
 }

@@ -120,15 +120,9 @@ impl std::fmt::Display for TransportErrorKind {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportSetupError {
-    /// The NATS connection failed.
-    #[error("failed to connect to NATS ({servers}): {source}")]
-    Nats {
-        /// The servers tried.
-        servers: String,
-        /// What failed.
-        #[source]
-        source: async_nats::ConnectError,
-    },
+    /// The NATS connection failed, or the credentials file could not be read.
+    #[error("failed to connect to NATS")]
+    Nats(#[source] mpic_worker::service::ServiceError),
     /// The HTTP client could not be built, for example without any root certificate.
     #[error("failed to build the HTTP client for the HTTP perspectives: {0}")]
     Http(#[from] http::HttpSetupError),
@@ -205,9 +199,9 @@ impl Transports {
         in_process: Option<&WorkerConfig>,
     ) -> Result<Self, TransportSetupError> {
         let mut nats = None;
-        if config.uses_nats() {
+        if let Some(nats_config) = config.nats.as_ref().filter(|_| config.uses_nats()) {
             let transport = nats::NatsTransport::connect(
-                &config.nats_servers,
+                nats_config,
                 &config.subject_prefix,
                 config.perspective_timeout,
             )
@@ -222,8 +216,8 @@ impl Transports {
             let client = match &perspective.endpoint {
                 PerspectiveEndpoint::Nats => match &nats {
                     Some(transport) => PerspectiveClient::Nats(transport.clone()),
-                    // `uses_nats` is true whenever a NATS perspective exists, so the
-                    // connection was made above.
+                    // Validation requires `nats_url` whenever a NATS perspective exists, so
+                    // the connection was made above.
                     None => continue,
                 },
                 PerspectiveEndpoint::Http(endpoints) => {

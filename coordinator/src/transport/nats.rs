@@ -11,17 +11,18 @@
 //! default. The NATS server's "no responders" status is kept apart from a timeout, because the
 //! first means the perspective has no running workers and the second that they are slow.
 //!
-//! Not handled here: reply signatures, and TLS or credentials beyond what the server URL and
-//! the NATS server's own requirements imply.
+//! Not handled here: reply signatures, and TLS client certificates.
 
 use std::time::Duration;
 
 use async_nats::client::{RequestError, RequestErrorKind};
-use async_nats::{Client, ConnectOptions, HeaderMap, Request, ServerAddr};
+use async_nats::{Client, HeaderMap, Request};
 use bytes::Bytes;
 use mpic_shared::reply::CheckResponse;
 use mpic_shared::request::CheckType;
 use mpic_shared::subject::{PERSPECTIVE_HEADER, TRACE_HEADER, check_subject};
+use mpic_worker::config::NatsConfig;
+use mpic_worker::service;
 
 use crate::transport::{MAX_REPLY_BYTES, TransportError, TransportSetupError, parse_reply};
 
@@ -36,24 +37,17 @@ pub struct NatsTransport {
 }
 
 impl NatsTransport {
-    /// Connects to the NATS servers. The connection name shows up in the server's monitoring.
+    /// Connects to the NATS servers with the configured credentials. Connection events
+    /// (disconnects, reconnects) are logged by the worker crate's connection setup, which the
+    /// coordinator shares so both sides treat `nats_*` keys alike.
     pub async fn connect(
-        servers: &[ServerAddr],
+        config: &NatsConfig,
         subject_prefix: &str,
         timeout: Duration,
     ) -> Result<Self, TransportSetupError> {
-        let client = ConnectOptions::new()
-            .name(CONNECTION_NAME)
-            .connect(servers)
+        let client = service::connect(config, CONNECTION_NAME)
             .await
-            .map_err(|source| TransportSetupError::Nats {
-                servers: servers
-                    .iter()
-                    .map(|server| format!("{}:{}", server.host(), server.port()))
-                    .collect::<Vec<_>>()
-                    .join(","),
-                source,
-            })?;
+            .map_err(TransportSetupError::Nats)?;
         Ok(Self::from_client(client, subject_prefix, timeout))
     }
 
