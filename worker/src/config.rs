@@ -851,8 +851,8 @@ pub const DEFAULT_HTTP_PORT: u16 = crate::fetch::HTTP_PORT;
 /// Default of `https_port`: the `https` port (RFC 2818 §2.3).
 pub const DEFAULT_HTTPS_PORT: u16 = crate::fetch::HTTPS_PORT;
 
-/// acme-tls-alpn-01 handshakes go to port 443 (RFC 8737 §3).
-pub const DEFAULT_TLS_ALPN_PORT: u16 = 443;
+/// Default of `tls_alpn_port`: acme-tls-alpn-01 handshakes use port 443 (RFC 8737 §3).
+pub const DEFAULT_TLS_ALPN_PORT: u16 = crate::checks::tls_alpn::ACME_TLS_ALPN_PORT;
 
 /// Default of [`WorkerConfig::log_level`].
 pub const DEFAULT_LOG_LEVEL: &str = "info";

@@ -33,6 +33,7 @@ use tracing::{Instrument, debug, field};
 use crate::checks::caa::CaaChecker;
 use crate::checks::dns;
 use crate::checks::http::HttpChecker;
+use crate::checks::tls_alpn::{TlsAlpnChecker, TlsAlpnSettings};
 use crate::config::WorkerConfig;
 use crate::fetch::{AddressGuard, FetchSettings, Fetcher, FetcherSetupError};
 use crate::resolver::{ResolverError, ResolverFactory};
@@ -51,6 +52,7 @@ struct Inner {
     resolvers: ResolverFactory,
     caa: CaaChecker,
     http: HttpChecker,
+    tls_alpn: TlsAlpnChecker,
 }
 
 /// A reserved check slot. The slot is free again when the permit is dropped.
@@ -70,6 +72,10 @@ pub enum CheckerSetupError {
     /// certificate could be loaded while `verify_ssl` is on.
     #[error("failed to set up the HTTP client for the checks")]
     Fetcher(#[from] FetcherSetupError),
+    /// The TLS client of acme-tls-alpn-01 could not be built: the crypto provider lacks the
+    /// TLS 1.2 and 1.3 cipher suites.
+    #[error("failed to set up the TLS client for acme-tls-alpn-01")]
+    TlsAlpn(#[source] rustls::Error),
 }
 
 impl Checker {
@@ -84,6 +90,11 @@ impl Checker {
         fetch_settings.tls_verification = config.tls_verification;
         let fetcher = Fetcher::new(guard, fetch_settings)?;
 
+        let mut tls_alpn_settings = TlsAlpnSettings::new(config.http_client_timeout);
+        tls_alpn_settings.port = config.challenge_ports.tls_alpn;
+        let tls_alpn = TlsAlpnChecker::new(resolvers.clone(), guard, tls_alpn_settings)
+            .map_err(CheckerSetupError::TlsAlpn)?;
+
         Ok(Checker {
             inner: Arc::new(Inner {
                 perspective_code: config.perspective_code.clone(),
@@ -91,6 +102,7 @@ impl Checker {
                 slots: Arc::new(Semaphore::new(config.max_checks_in_flight)),
                 caa: CaaChecker::new(resolvers.clone(), &config.default_caa_domains),
                 http: HttpChecker::new(resolvers.clone(), fetcher),
+                tls_alpn,
                 resolvers,
             }),
         })
@@ -241,7 +253,11 @@ impl Checker {
             | DcvCheckParameters::ReverseAddressLookup(_) => {
                 dns::check(&inner.resolvers, &request).await
             }
-            DcvCheckParameters::AcmeTlsAlpn01(_) => not_in_this_build(method),
+            DcvCheckParameters::AcmeTlsAlpn01(parameters) => inner
+                .tls_alpn
+                .check(target, &parameters.key_authorization_hash)
+                .await
+                .into_check_response(),
         }
     }
 }
@@ -312,17 +328,6 @@ fn invalid_request(
         check_type,
         method,
         CheckError::new(error_type::INVALID_REQUEST, problem),
-    )
-}
-
-fn not_in_this_build(method: ValidationMethod) -> CheckResponse {
-    CheckResponse::not_completed(
-        CheckType::Dcv,
-        Some(method),
-        CheckError::new(
-            error_type::UNAVAILABLE,
-            format!("validation method {method} is not available in this build of the worker"),
-        ),
     )
 }
 

@@ -12,8 +12,10 @@ use mpic_shared::dcv::ValidationMethod;
 use mpic_shared::reply::{CheckDetails, CheckResponse};
 use mpic_shared::request::CheckType;
 use mpic_shared::subject::PERSPECTIVE_HEADER;
+use mpic_testkit::alpn::{AlpnPolicy, AlpnServer};
 use mpic_testkit::dns::{Behavior, TestDns, Zone};
 use mpic_testkit::http::{ChallengeServer, Reply, Routes};
+use mpic_testkit::tls::{AcmeTlsAlpnCertificate, key_authorization_digest};
 use mpic_worker::config::{NatsAuth, NatsConfig, Secret, WorkerConfig};
 use mpic_worker::fetch::AddressPolicy;
 use mpic_worker::handler::{Checker, MAX_REQUEST_BYTES};
@@ -241,9 +243,15 @@ async fn dcv_endpoint_returns_check_reply() {
         Reply::ok("token-1.thumbprint"),
     ))
     .await;
+    let alpn_server = AlpnServer::start(
+        AcmeTlsAlpnCertificate::new("token-2.thumbprint", &["127.0.0.1"]).build(),
+        AlpnPolicy::NegotiateAcmeTls1,
+    )
+    .await;
     let mut config = worker_config(dns.addr());
     config.address_policy = AddressPolicy::AllowNonPublic;
     config.challenge_ports.http = challenge_server.port();
+    config.challenge_ports.tls_alpn = alpn_server.port();
     let endpoints = Endpoints::start(&config).await;
 
     let cases = [
@@ -269,6 +277,17 @@ async fn dcv_endpoint_returns_check_reply() {
                 },
             }),
             ValidationMethod::AcmeHttp01,
+        ),
+        (
+            "acme-tls-alpn-01",
+            serde_json::json!({
+                "domain_or_ip_target": "127.0.0.1",
+                "dcv_check_parameters": {
+                    "validation_method": "acme-tls-alpn-01",
+                    "key_authorization_hash": hex::encode(key_authorization_digest("token-2.thumbprint")),
+                },
+            }),
+            ValidationMethod::AcmeTlsAlpn01,
         ),
     ];
     for (name, body, method) in cases {
@@ -300,9 +319,122 @@ async fn dcv_endpoint_returns_check_reply() {
         let reported_method = match &reply.details {
             CheckDetails::Dns(details) => details.validation_method,
             CheckDetails::Http(details) => details.validation_method,
+            CheckDetails::TlsAlpn(details) => details.validation_method,
             other => panic!("{name}: unexpected details {other:?}"),
         };
         assert_eq!(reported_method, method, "{name}: validation method");
+    }
+
+    endpoints.stop().await;
+}
+
+#[tokio::test]
+async fn every_validation_method_reaches_its_check() {
+    let dns = TestDns::start(zones()).await;
+    let endpoints = Endpoints::start(&worker_config(dns.addr())).await;
+    let hash = "0".repeat(64);
+
+    // Minimal valid parameters for each method. The challenges are not in place, so most
+    // checks fail or do not complete; what matters is that each reply comes from its method.
+    let cases = [
+        (
+            "example.test",
+            serde_json::json!({"validation_method": "website-change", "challenge_value": "v", "http_token_path": "t"}),
+        ),
+        (
+            "example.test",
+            serde_json::json!({"validation_method": "acme-http-01", "token": "t", "key_authorization": "t.k"}),
+        ),
+        (
+            "example.test",
+            serde_json::json!({"validation_method": "acme-dns-01", "key_authorization_hash": "h"}),
+        ),
+        (
+            "example.test",
+            serde_json::json!({"validation_method": "acme-tls-alpn-01", "key_authorization_hash": hash}),
+        ),
+        (
+            "example.test",
+            serde_json::json!({"validation_method": "dns-change", "challenge_value": "v", "dns_record_type": "TXT"}),
+        ),
+        (
+            "example.test",
+            serde_json::json!({
+                "validation_method": "dns-persistent",
+                "issuer_domain_names": ["ca.example"],
+                "expected_account_uri": "https://ca.example/acct/1",
+            }),
+        ),
+        (
+            "example.test",
+            serde_json::json!({"validation_method": "contact-email-txt", "challenge_value": "a@example.test"}),
+        ),
+        (
+            "example.test",
+            serde_json::json!({"validation_method": "contact-email-caa", "challenge_value": "a@example.test"}),
+        ),
+        (
+            "example.test",
+            serde_json::json!({"validation_method": "contact-phone-txt", "challenge_value": "+1-555-0100"}),
+        ),
+        (
+            "example.test",
+            serde_json::json!({"validation_method": "contact-phone-caa", "challenge_value": "+1-555-0100"}),
+        ),
+        (
+            "example.test",
+            serde_json::json!({"validation_method": "ip-address", "challenge_value": "192.0.2.1", "dns_record_type": "A"}),
+        ),
+        (
+            "192.0.2.1",
+            serde_json::json!({"validation_method": "reverse-address-lookup", "challenge_value": "example.test"}),
+        ),
+        (
+            "example.test",
+            serde_json::json!({
+                "validation_method": "dns-account-01",
+                "key_authorization_hash": "h",
+                "account_uri": "https://ca.example/acct/1",
+            }),
+        ),
+    ];
+    for (target, parameters) in cases {
+        let name = parameters["validation_method"]
+            .as_str()
+            .expect("method name")
+            .to_owned();
+        let body = serde_json::json!({
+            "domain_or_ip_target": target,
+            "dcv_check_parameters": parameters,
+        });
+        let response = send(
+            endpoints.addr,
+            "POST",
+            "/dcv",
+            "",
+            body.to_string().as_bytes(),
+        )
+        .await;
+        assert_eq!(response.status, 200, "{name}: status");
+        let reply = response.check_response();
+        assert_eq!(reply.check_type, CheckType::Dcv, "{name}: check type");
+        let reported_method = match &reply.details {
+            CheckDetails::Dns(details) => details.validation_method,
+            CheckDetails::Http(details) => details.validation_method,
+            CheckDetails::TlsAlpn(details) => details.validation_method,
+            other => panic!("{name}: unexpected details {other:?}"),
+        };
+        assert_eq!(
+            reported_method.as_str(),
+            name,
+            "{name}: validation method in details"
+        );
+        for error in reply.errors.iter().flatten() {
+            assert!(
+                !error.error_type.starts_with("mpic_error:worker:"),
+                "{name}: the worker did not run the check: {error:?}"
+            );
+        }
     }
 
     endpoints.stop().await;

@@ -15,9 +15,11 @@ use mpic_shared::dcv::ValidationMethod;
 use mpic_shared::reply::{CheckDetails, CheckResponse, error_type};
 use mpic_shared::request::CheckType;
 use mpic_shared::subject::{PERSPECTIVE_HEADER, TRACE_HEADER, check_subject};
+use mpic_testkit::alpn::{AlpnPolicy, AlpnServer};
 use mpic_testkit::dns::{Behavior, TestDns, Zone};
 use mpic_testkit::http::{ChallengeServer, Reply, Routes};
 use mpic_testkit::nats::NatsServer;
+use mpic_testkit::tls::{AcmeTlsAlpnCertificate, key_authorization_digest};
 use mpic_worker::config::{NatsAuth, NatsConfig, WorkerConfig};
 use mpic_worker::fetch::AddressPolicy;
 use mpic_worker::handler::Checker;
@@ -213,9 +215,15 @@ async fn dcv_round_trip_carries_perspective_header() {
         Reply::ok("token-1.thumbprint\n"),
     ))
     .await;
+    let alpn_server = AlpnServer::start(
+        AcmeTlsAlpnCertificate::new("token-2.thumbprint", &["127.0.0.1"]).build(),
+        AlpnPolicy::NegotiateAcmeTls1,
+    )
+    .await;
     let mut config = worker_config(&nats, dns.addr(), 4);
     config.address_policy = AddressPolicy::AllowNonPublic;
     config.challenge_ports.http = challenge_server.port();
+    config.challenge_ports.tls_alpn = alpn_server.port();
     let worker = RunningWorker::start(&config).await;
     let client = coordinator(&nats).await;
 
@@ -243,6 +251,17 @@ async fn dcv_round_trip_carries_perspective_header() {
             }),
             ValidationMethod::AcmeHttp01,
         ),
+        (
+            "acme-tls-alpn-01",
+            serde_json::json!({
+                "domain_or_ip_target": "127.0.0.1",
+                "dcv_check_parameters": {
+                    "validation_method": "acme-tls-alpn-01",
+                    "key_authorization_hash": hex::encode(key_authorization_digest("token-2.thumbprint")),
+                },
+            }),
+            ValidationMethod::AcmeTlsAlpn01,
+        ),
     ];
     for (name, body, method) in cases {
         let (reply, perspective) = call(&client, CheckType::Dcv, &body.to_string())
@@ -266,6 +285,7 @@ async fn dcv_round_trip_carries_perspective_header() {
         let reported_method = match &reply.details {
             CheckDetails::Dns(details) => details.validation_method,
             CheckDetails::Http(details) => details.validation_method,
+            CheckDetails::TlsAlpn(details) => details.validation_method,
             other => panic!("{name}: unexpected details {other:?}"),
         };
         assert_eq!(reported_method, method, "{name}: validation method");
