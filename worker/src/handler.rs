@@ -384,6 +384,68 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn deadline_overrun_is_not_completed() {
+        use hickory_proto::rr::RecordType;
+        use mpic_testkit::dns::{Behavior, TestDns, Zone};
+
+        let dns = TestDns::start([
+            Zone::new("test.", ""),
+            Zone::new("example.test.", "slow CAA 0 issue \"ca.example\""),
+        ])
+        .await;
+        dns.set_behavior(
+            "slow.example.test.",
+            Some(RecordType::CAA),
+            Behavior::Delay(Duration::from_secs(2)),
+        );
+        let mut config = WorkerConfig::with_defaults("us-east-1").expect("valid code");
+        config.resolver.name_servers = crate::resolver::NameServers::Configured(vec![dns.addr()]);
+        config.resolver.query_timeout = Duration::from_secs(3);
+        config.resolver.resolution_lifetime = Duration::from_secs(4);
+        // Shorter than the DNS delay, which validation of a configuration file would reject.
+        config.check_timeout = Duration::from_millis(200);
+        let checker = Checker::new(&config).expect("checker builds");
+
+        let cases = [
+            (
+                CheckType::Caa,
+                r#"{"domain_or_ip_target": "slow.example.test"}"#,
+                None,
+            ),
+            (
+                CheckType::Dcv,
+                r#"{"domain_or_ip_target": "slow.example.test",
+                    "dcv_check_parameters": {"validation_method": "dns-change",
+                        "challenge_value": "v", "dns_record_type": "CAA"}}"#,
+                Some(ValidationMethod::DnsChange),
+            ),
+        ];
+        for (check_type, body, method) in cases {
+            let started = Instant::now();
+            let reply = checker.handle(check_type, body.as_bytes()).await;
+
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{check_type}: the deadline did not stop the check"
+            );
+            assert!(!reply.check_completed, "{check_type}: completed");
+            assert!(!reply.check_passed, "{check_type}: passed");
+            let errors = reply.errors.as_deref().unwrap_or_default();
+            assert_eq!(errors.len(), 1, "{check_type}: errors {errors:?}");
+            assert_eq!(
+                errors[0].error_type,
+                error_type::CHECK_TIMEOUT,
+                "{check_type}: error type"
+            );
+            assert_eq!(
+                reply.details,
+                mpic_shared::reply::CheckDetails::empty(check_type, method),
+                "{check_type}: details"
+            );
+        }
+    }
+
     #[test]
     fn validation_method_is_read_from_partial_bodies() {
         let cases: [(&str, CheckType, &[u8], Option<ValidationMethod>); 4] = [
