@@ -265,7 +265,7 @@ impl Checker {
 /// Returns why `body` is not a valid request for `check_type`, or `None` when it parses.
 ///
 /// The message is the one [`Checker::handle`] puts in its [`error_type::INVALID_REQUEST`]
-/// reply. The HTTP endpoints use it to answer a malformed body with a 400 before taking a
+/// reply. The HTTP endpoints use it to reject a malformed body with a 400 before taking a
 /// check slot.
 pub fn request_body_problem(check_type: CheckType, body: &[u8]) -> Option<String> {
     match check_type {

@@ -18,9 +18,9 @@ use mpic_shared::subject::{PERSPECTIVE_HEADER, TRACE_HEADER, check_subject};
 use mpic_testkit::alpn::{AlpnPolicy, AlpnServer};
 use mpic_testkit::dns::{Behavior, TestDns, Zone};
 use mpic_testkit::http::{ChallengeServer, Reply, Routes};
-use mpic_testkit::nats::NatsServer;
+use mpic_testkit::nats::{NatsConfig as ServerConfig, NatsServer};
 use mpic_testkit::tls::{AcmeTlsAlpnCertificate, key_authorization_digest};
-use mpic_worker::config::{NatsAuth, NatsConfig, WorkerConfig};
+use mpic_worker::config::{NatsAuth, NatsConfig, Secret, WorkerConfig};
 use mpic_worker::fetch::AddressPolicy;
 use mpic_worker::handler::Checker;
 use mpic_worker::resolver::NameServers;
@@ -327,6 +327,81 @@ async fn dcv_checks_apply_configured_address_policy() {
         challenge_server.connection_count(),
         0,
         "the worker connected to loopback"
+    );
+
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn credentials_reach_the_server() {
+    let cases = [
+        (
+            "user and password",
+            "authorization { user: worker, password: s3cret }",
+            NatsAuth::UserPassword {
+                user: "worker".to_owned(),
+                password: Secret::new("s3cret"),
+            },
+        ),
+        (
+            "token",
+            "authorization { token: t0ken }",
+            NatsAuth::Token(Secret::new("t0ken")),
+        ),
+    ];
+    for (name, server_config, auth) in cases {
+        let nats = NatsServer::start_with_config(ServerConfig::new(server_config));
+        let dns = TestDns::start(zones()).await;
+        let mut config = worker_config(&nats, dns.addr(), 4);
+
+        // The readiness round trip in `start` proves the worker is connected and subscribed.
+        config.nats = Some(NatsConfig {
+            servers: vec![nats.url()],
+            auth,
+        });
+        RunningWorker::start(&config).await.stop().await;
+
+        config.nats = Some(NatsConfig {
+            servers: vec![nats.url()],
+            auth: NatsAuth::None,
+        });
+        let nats_config = config.nats.as_ref().expect("set above");
+        let error = service::connect(nats_config, "worker without credentials")
+            .await
+            .expect_err(&format!(
+                "{name}: the server accepted a worker without credentials"
+            ));
+        assert!(
+            matches!(error, ServiceError::Connect { .. }),
+            "{name}: unexpected error {error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn messages_without_reply_subject_are_ignored() {
+    let nats = NatsServer::start();
+    let dns = TestDns::start(zones()).await;
+    let worker = RunningWorker::start(&worker_config(&nats, dns.addr(), 4)).await;
+    let client = coordinator(&nats).await;
+    dns.clear_queries();
+
+    let subject = check_subject("mpic", PERSPECTIVE, CheckType::Caa);
+    client
+        .publish(subject, Bytes::from(caa_request("example.test")))
+        .await
+        .expect("publish without reply subject");
+    // The worker handles its messages in order, and this test runs every task on one thread
+    // in spawn order, so a check for the first message would query DNS before this one does.
+    let (reply, _) = call(&client, CheckType::Caa, &caa_request("example.test"))
+        .await
+        .expect("the request after it is answered");
+
+    assert!(reply.check_passed, "second request: {reply:?}");
+    assert_eq!(
+        dns.query_count_for("example.test.", RecordType::CAA),
+        1,
+        "the message without a reply subject ran a check"
     );
 
     worker.stop().await;
