@@ -41,7 +41,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mpic_shared::appconf::{AppConf, AppConfError};
+use mpic_shared::appconf::{AppConf, AppConfError, SettingSource};
 use mpic_shared::subject::{
     DEFAULT_SUBJECT_PREFIX, is_valid_subject_prefix, is_valid_subject_token,
 };
@@ -509,14 +509,24 @@ fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
 }
 
 fn perspective_code(conf: &AppConf) -> Result<String, ConfigError> {
-    let code = match (conf.get("perspective_code"), conf.get("code")) {
-        (Some(code), Some(alias)) if code != alias => {
-            return Err(invalid(
-                "perspective_code",
-                format!("{code:?} differs from code {alias:?}; set only one of the two keys"),
-            ));
+    let code = match (conf.setting("perspective_code"), conf.setting("code")) {
+        (Some(code), Some(alias)) if code.value != alias.value => {
+            // The environment overrides the file, also across the two spellings of the key.
+            match (&code.source, &alias.source) {
+                (SettingSource::Environment { .. }, SettingSource::File { .. }) => &code.value,
+                (SettingSource::File { .. }, SettingSource::Environment { .. }) => &alias.value,
+                _ => {
+                    return Err(invalid(
+                        "perspective_code",
+                        format!(
+                            "{:?} differs from code {:?}; set only one of the two keys",
+                            code.value, alias.value
+                        ),
+                    ));
+                }
+            }
         }
-        (Some(code), _) | (None, Some(code)) => code,
+        (Some(code), _) | (None, Some(code)) => &code.value,
         (None, None) => conf.require("perspective_code")?,
     };
     if !is_valid_subject_token(code) {
@@ -1202,6 +1212,36 @@ mod tests {
         assert_eq!(loaded.config.perspective_code, "eu-west-1");
         assert_eq!(loaded.config.max_checks_in_flight, 8);
         assert_eq!(loaded.unknown_keys, ["uvicorn_server_timeout_keep_alive"]);
+    }
+
+    #[test]
+    fn environment_overrides_code_alias() {
+        let cases = [
+            (
+                "file code, environment perspective_code",
+                "code=test1",
+                "PERSPECTIVE_CODE",
+                "eu-west-1",
+            ),
+            (
+                "file perspective_code, environment code",
+                "perspective_code=test1",
+                "CODE",
+                "eu-west-1",
+            ),
+            ("both in the environment, equal", "", "CODE", "eu-west-1"),
+        ];
+        for (name, file_line, variable, expected) in cases {
+            let text = format!("{file_line}\nhttp_listen=127.0.0.1:8080\n");
+            let env = |key: &str| {
+                let both = name.starts_with("both") && key == "PERSPECTIVE_CODE";
+                (key == variable || both).then(|| expected.to_owned())
+            };
+            let conf = AppConf::load(Some(&text), KNOWN_KEYS, env).expect("file parses");
+            let config = WorkerConfig::from_appconf(&conf)
+                .unwrap_or_else(|error| panic!("{name}: rejected: {error}"));
+            assert_eq!(config.perspective_code, expected, "{name}");
+        }
     }
 
     #[test]
