@@ -2,9 +2,8 @@
 //! next cohort until an attempt is valid or the attempts run out.
 //!
 //! Each attempt sends the same JSON body to every perspective of its cohort concurrently,
-//! through the caller's function, and waits for all of them, because every perspective's reply is
-//! evidence the CA must record (BR §5.4.1), and each call is bounded by the transport's own
-//! timeout. A call that fails in transport, or returns a reply for another check, becomes that
+//! through the caller's function. It waits for all of them, because every perspective's reply
+//! is evidence the CA must record (BR §5.4.1). The transport's own timeout bounds each call. A call that fails in transport, or returns a reply for another check, becomes that
 //! perspective's not-completed reply with error type `mpic_error:coordinator:remote_check`, so
 //! it counts against the quorum and never as a pass.
 //!
@@ -901,12 +900,12 @@ mod tests {
         }
     }
 
-    /// The reference service's answer when every perspective of a three-perspective cohort
+    /// The reference service's response when every perspective of a three-perspective cohort
     /// fails to look up CAA.
     const LOOKUP_FAILURE_FIXTURE: &str = include_str!(
         "../../../shared/tests/fixtures/python-reference/mpic-caa-lookup-failure.json"
     );
-    /// The reference service's answer to an acme-dns-01 request.
+    /// The reference service's response to an acme-dns-01 request.
     const DNS_01_FIXTURE: &str = include_str!(
         "../../../shared/tests/fixtures/python-reference/mpic-dcv-acme-dns-01-cname.json"
     );

@@ -59,7 +59,7 @@
 //!
 //! # What this module does not do
 //!
-//! It does not parse JSON bodies, render HTTP answers, reach perspectives (the caller's
+//! It does not parse JSON bodies, render HTTP responses, reach perspectives (the caller's
 //! function does), enforce a request deadline, or check CAA or DCV itself.
 
 pub mod attempt;
