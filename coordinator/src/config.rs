@@ -22,7 +22,7 @@
 //! | `nats_token` | text | unset | NATS authentication token. |
 //! | `nats_credentials_file` | path | unset | NATS `.creds` file (user JWT and NKey seed). |
 //! | `subject_prefix` | subject | `mpic` | First tokens of every perspective subject. |
-//! | `perspective_catalogue` | path | `available_perspectives.yaml` | The catalogue; relative paths start at the configuration file's directory. |
+//! | `perspective_catalogue` | path | `available_perspectives.yaml` | The catalogue; relative paths start at the configuration file's directory (the working directory without a file). |
 //! | `listen_address` | address:port | `127.0.0.1:8080` | Where the REST API listens; loopback unless a deployment opens it. |
 //! | `request_timeout_seconds` | seconds | see [`CoordinatorConfig::request_timeout`] | Deadline for a whole `POST /mpic` request. |
 //! | `log_format` | `text` or `json` | `text` | Log line format. |
@@ -36,7 +36,7 @@
 //! over NATS, so one deployment may mix both.
 //!
 //! Every key may also come from the environment (`hash_secret` or `HASH_SECRET`), which wins over
-//! the file. Keys the coordinator does not know are reported as warnings, because existing
+//! the file; without a file the environment alone is read. Keys the coordinator does not know are reported as warnings, because existing
 //! deployments carry keys of other services.
 //!
 //! At most one kind of NATS credentials may be set; they are the worker's keys with the same
@@ -46,6 +46,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -57,6 +58,8 @@ use mpic_shared::subject::{
     DEFAULT_SUBJECT_PREFIX, is_valid_subject_prefix, is_valid_subject_token,
 };
 use mpic_worker::config::{NatsAuth, NatsConfig, Secret};
+
+use crate::orchestration::{HashSecret, OrchestrationSettings, Orchestrator, SetupError};
 use reqwest::Url;
 use serde::Deserialize;
 
@@ -73,11 +76,11 @@ pub struct CoordinatorConfig {
     /// Cohort size when a request sets none (`default_perspective_count`). At least 2 and at
     /// most the number of deployed perspectives.
     pub default_perspective_count: usize,
-    /// Seed of the cohort selection (`hash_secret`).
+    /// Key of the cohort selection (`hash_secret`). Its `Debug` output is redacted.
     pub hash_secret: HashSecret,
-    /// Upper bound on a request's `max_attempts` (`absolute_max_attempts`); `None` means no cap
-    /// beyond [`Self::request_timeout`].
-    pub absolute_max_attempts: Option<u32>,
+    /// Upper bound on a request's `max_attempts` (`absolute_max_attempts`). With `None` a
+    /// request makes at most one attempt per cohort.
+    pub absolute_max_attempts: Option<NonZeroU32>,
     /// Timeout of one perspective call, whatever the transport
     /// (`http_client_timeout_seconds`). Default: [`DEFAULT_PERSPECTIVE_TIMEOUT`], 5 seconds.
     pub perspective_timeout: Duration,
@@ -92,9 +95,10 @@ pub struct CoordinatorConfig {
     /// Socket address of the REST API (`listen_address`). Default: [`DEFAULT_LISTEN_ADDRESS`].
     pub listen_address: SocketAddr,
     /// Deadline for one whole `POST /mpic` request (`request_timeout_seconds`). It is always
-    /// longer than `perspective_timeout` times the attempt cap (`absolute_max_attempts`, or one
-    /// attempt without a cap). Default: that product plus [`REQUEST_TIMEOUT_MARGIN`], but at least
-    /// [`MIN_DEFAULT_REQUEST_TIMEOUT`].
+    /// longer than `perspective_timeout` times the most attempts a request can make:
+    /// `absolute_max_attempts`, or without it one per cohort, at most the number of deployed
+    /// perspectives divided by two. Default: that product plus [`REQUEST_TIMEOUT_MARGIN`], but
+    /// at least [`MIN_DEFAULT_REQUEST_TIMEOUT`].
     pub request_timeout: Duration,
     /// Log line format (`log_format`). Default: text.
     pub log_format: LogFormat,
@@ -164,28 +168,6 @@ impl fmt::Debug for HttpEndpoint {
     }
 }
 
-/// The cohort selection secret. Its `Debug` output is redacted so that it cannot reach a log.
-#[derive(Clone, PartialEq, Eq)]
-pub struct HashSecret(String);
-
-impl HashSecret {
-    /// Wraps a secret.
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
-    }
-
-    /// Returns the secret's bytes, for the cohort hash.
-    pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
-impl fmt::Debug for HashSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("HashSecret(<redacted>)")
-    }
-}
-
 /// Log line format.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LogFormat {
@@ -242,6 +224,10 @@ pub enum ConfigError {
         #[source]
         source: CatalogueError,
     },
+    /// The orchestration rejected the deployment, for example because no cohort of
+    /// `default_perspective_count` perspectives exists. The message starts with the key.
+    #[error(transparent)]
+    Orchestration(#[from] SetupError),
     /// A value parses but is not acceptable.
     #[error("{key}: {reason}")]
     Invalid {
@@ -309,19 +295,29 @@ pub const KNOWN_KEYS: &[&str] = &[
 ];
 
 impl CoordinatorConfig {
-    /// Loads the configuration file at `path`, applies the environment through `env` (normally
-    /// `|name| std::env::var(name).ok()`), reads the catalogue and validates everything.
+    /// Loads the configuration file at `path`, if any, applies the environment through `env`
+    /// (normally `|name| std::env::var(name).ok()`), reads the catalogue and validates
+    /// everything. Without a file the environment alone must provide the required keys.
     ///
     /// Returns the configuration and the warnings for the caller to log.
     pub fn load(
-        path: &Path,
+        path: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<(Self, Vec<ConfigWarning>), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-            path: path.to_owned(),
-            source,
-        })?;
-        let conf = AppConf::load(Some(&text), KNOWN_KEYS, env)?;
+        let text = match path {
+            Some(path) => {
+                Some(
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+                        path: path.to_owned(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let conf = AppConf::load(text.as_deref(), KNOWN_KEYS, env)?;
+        // Checked before the catalogue is read, so an empty environment reports this key.
+        conf.require("perspectives")?;
 
         let catalogue_path = catalogue_path(&conf, path);
         let catalogue_text = std::fs::read_to_string(&catalogue_path).map_err(|source| {
@@ -367,7 +363,7 @@ impl CoordinatorConfig {
         let request_timeout = request_timeout(
             seconds(conf, "request_timeout_seconds")?,
             perspective_timeout,
-            absolute_max_attempts,
+            max_attempts(absolute_max_attempts, perspectives.len()),
         )?;
         let log_format = conf.parse_value("log_format")?.unwrap_or_default();
         let log_level = log_level(conf)?;
@@ -388,6 +384,7 @@ impl CoordinatorConfig {
             log_format,
             log_level,
         };
+        config.check_orchestration()?;
         Ok((config, warnings))
     }
 
@@ -407,9 +404,13 @@ impl CoordinatorConfig {
             .iter()
             .map(|code| deployed(code, PerspectiveEndpoint::InProcess, &catalogue))
             .collect::<Result<Vec<_>, _>>()?;
-        let request_timeout = request_timeout(None, DEFAULT_PERSPECTIVE_TIMEOUT, None)?;
+        let request_timeout = request_timeout(
+            None,
+            DEFAULT_PERSPECTIVE_TIMEOUT,
+            max_attempts(None, perspectives.len()),
+        )?;
 
-        Ok(Self {
+        let config = Self {
             perspectives,
             catalogue,
             catalogue_source,
@@ -424,7 +425,26 @@ impl CoordinatorConfig {
             request_timeout,
             log_format: LogFormat::Text,
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
-        })
+        };
+        config.check_orchestration()?;
+        Ok(config)
+    }
+
+    /// Returns the settings the [`Orchestrator`] is built from.
+    pub fn orchestration_settings(&self) -> OrchestrationSettings {
+        OrchestrationSettings {
+            perspectives: self.perspectives.iter().map(|p| p.code.clone()).collect(),
+            default_perspective_count: self.default_perspective_count,
+            absolute_max_attempts: self.absolute_max_attempts,
+            hash_secret: self.hash_secret.clone(),
+        }
+    }
+
+    /// Builds the orchestrator once, so that a default perspective count for which no cohort
+    /// exists (too-close pairs, a single RIR) fails at startup and not on the first request.
+    fn check_orchestration(&self) -> Result<(), ConfigError> {
+        Orchestrator::new(self.orchestration_settings(), &self.catalogue)?;
+        Ok(())
     }
 
     /// Reports whether any perspective is reached over NATS.
@@ -503,8 +523,7 @@ pub const DEFAULT_LISTEN_ADDRESS: SocketAddr =
 /// the response, when `request_timeout_seconds` is not set.
 pub const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 
-/// Smallest default request deadline: 30 seconds, a common HTTP client timeout, so that several
-/// attempts fit when `absolute_max_attempts` is not set.
+/// Smallest default request deadline: 30 seconds, a common HTTP client timeout.
 pub const MIN_DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default catalogue file name, next to the configuration file.
@@ -516,13 +535,14 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// Smallest cohort the API accepts: with one perspective there is nothing to corroborate.
 const MIN_PERSPECTIVE_COUNT: usize = 2;
 
-/// Resolves `perspective_catalogue` against the directory of the configuration file.
-fn catalogue_path(conf: &AppConf, config_path: &Path) -> PathBuf {
+/// Resolves `perspective_catalogue` against the directory of the configuration file, or the
+/// working directory when there is no file.
+fn catalogue_path(conf: &AppConf, config_path: Option<&Path>) -> PathBuf {
     let configured = Path::new(
         conf.get("perspective_catalogue")
             .unwrap_or(DEFAULT_CATALOGUE_FILE),
     );
-    match config_path.parent() {
+    match config_path.and_then(Path::parent) {
         Some(directory) if configured.is_relative() => directory.join(configured),
         _ => configured.to_owned(),
     }
@@ -688,8 +708,8 @@ fn plaintext_endpoints(perspectives: &[DeployedPerspective]) -> Vec<ConfigWarnin
     warnings
 }
 
-/// Checks `default_perspective_count` against the deployment: in range, and when above two the
-/// deployed perspectives must span two RIRs (BR §3.2.2.9).
+/// Checks that `default_perspective_count` is between 2 and the number of deployed
+/// perspectives. Whether a cohort of that size exists is the orchestration's check.
 fn default_perspective_count(
     conf: &AppConf,
     perspectives: &[DeployedPerspective],
@@ -711,17 +731,6 @@ fn default_perspective_count(
         });
     }
 
-    let rirs: BTreeSet<Rir> = perspectives.iter().map(|p| p.rir).collect();
-    if count > 2 && rirs.len() < 2 {
-        return Err(ConfigError::Invalid {
-            key,
-            reason: format!(
-                "cohorts of {count} must span at least two RIRs, but every deployed perspective \
-                 is in {}",
-                perspectives[0].rir
-            ),
-        });
-    }
     Ok(count)
 }
 
@@ -730,20 +739,36 @@ fn hash_secret(conf: &AppConf) -> Result<HashSecret, ConfigError> {
     if secret.is_empty() {
         return Err(ConfigError::Invalid {
             key: "hash_secret",
-            reason: "must not be empty".to_owned(),
+            reason: "must not be empty; set it to a long random value".to_owned(),
         });
     }
-    Ok(HashSecret::new(secret))
+    HashSecret::new(secret.as_bytes()).map_err(|error| ConfigError::Invalid {
+        key: "hash_secret",
+        reason: error.to_string(),
+    })
 }
 
-fn absolute_max_attempts(conf: &AppConf) -> Result<Option<u32>, ConfigError> {
+fn absolute_max_attempts(conf: &AppConf) -> Result<Option<NonZeroU32>, ConfigError> {
     let key = "absolute_max_attempts";
     match conf.parse_value::<u32>(key)? {
-        Some(0) => Err(ConfigError::Invalid {
-            key,
-            reason: "must be at least 1".to_owned(),
-        }),
-        other => Ok(other),
+        None => Ok(None),
+        Some(attempts) => NonZeroU32::new(attempts)
+            .map(Some)
+            .ok_or_else(|| ConfigError::Invalid {
+                key,
+                reason: "must be at least 1".to_owned(),
+            }),
+    }
+}
+
+/// Returns the most attempts a request can make: `absolute_max_attempts`, or without it one per
+/// cohort, and there are at most `deployed / 2` cohorts because a cohort has two or more members.
+fn max_attempts(absolute_max_attempts: Option<NonZeroU32>, deployed: usize) -> u32 {
+    match absolute_max_attempts {
+        Some(attempts) => attempts.get(),
+        None => u32::try_from(deployed / MIN_PERSPECTIVE_COUNT)
+            .unwrap_or(u32::MAX)
+            .max(1),
     }
 }
 
@@ -866,9 +891,9 @@ fn subject_prefix(conf: &AppConf) -> Result<String, ConfigError> {
 fn request_timeout(
     configured: Option<Duration>,
     perspective_timeout: Duration,
-    absolute_max_attempts: Option<u32>,
+    max_attempts: u32,
 ) -> Result<Duration, ConfigError> {
-    let worst_case = perspective_timeout.saturating_mul(absolute_max_attempts.unwrap_or(1));
+    let worst_case = perspective_timeout.saturating_mul(max_attempts);
     let Some(configured) = configured else {
         return Ok((worst_case + REQUEST_TIMEOUT_MARGIN).max(MIN_DEFAULT_REQUEST_TIMEOUT));
     };
@@ -876,8 +901,8 @@ fn request_timeout(
         return Err(ConfigError::Invalid {
             key: "request_timeout_seconds",
             reason: format!(
-                "{} s does not exceed http_client_timeout_seconds times absolute_max_attempts \
-                 ({} s); raise it or lower those",
+                "{} s does not exceed http_client_timeout_seconds times the most attempts a \
+                 request can make ({} s); raise it, or lower those or absolute_max_attempts",
                 configured.as_secs_f64(),
                 worst_case.as_secs_f64()
             ),
@@ -977,6 +1002,7 @@ available_regions:
                         && c.subject_prefix == "mpic"
                         && c.listen_address == DEFAULT_LISTEN_ADDRESS
                         && c.request_timeout == MIN_DEFAULT_REQUEST_TIMEOUT
+                        && c.default_perspective_count == 3
                         && c.log_format == LogFormat::Text
                         && c.absolute_max_attempts.is_none()
                 },
@@ -991,7 +1017,7 @@ available_regions:
                     endpoints.caa.url.as_str() == "http://caa-1/caa"
                         && endpoints.caa.headers.get("x-api-key").unwrap() == "k1"
                         && c.nats.is_none()
-                        && c.absolute_max_attempts == Some(3)
+                        && c.absolute_max_attempts == NonZeroU32::new(3)
                         && c.perspective_timeout == Duration::from_secs(30)
                         && c.http_pool_idle_timeout == Duration::from_secs(60)
                         && c.request_timeout == Duration::from_secs(95)
@@ -1127,7 +1153,7 @@ available_regions:
                 NATS_BASE
                     .replace("eu-west-2", "us-east-2")
                     .replace("ap-southeast-1", "us-west-2"),
-                "default_perspective_count: cohorts of 3 must span at least two RIRs",
+                "default_perspective_count: no cohort of 3 deployed perspectives spans two RIRs",
             ),
             (
                 "empty hash secret",
@@ -1264,7 +1290,7 @@ available_regions:
         std::fs::write(&path, NATS_BASE).unwrap();
 
         let env = |name: &str| (name == "DEFAULT_PERSPECTIVE_COUNT").then(|| "2".to_owned());
-        let (config, _) = CoordinatorConfig::load(&path, env).unwrap();
+        let (config, _) = CoordinatorConfig::load(Some(&path), env).unwrap();
         assert_eq!(config.default_perspective_count, 2, "environment wins");
         assert_eq!(config.catalogue.len(), 5);
 
@@ -1273,7 +1299,7 @@ available_regions:
             format!("{NATS_BASE}perspective_catalogue=missing.yaml\n"),
         )
         .unwrap();
-        let error = CoordinatorConfig::load(&path, |_| None)
+        let error = CoordinatorConfig::load(Some(&path), |_| None)
             .unwrap_err()
             .to_string();
         assert!(
@@ -1291,7 +1317,7 @@ available_regions:
             format!("{NATS_BASE}perspective_catalogue=bad.yaml\n"),
         )
         .unwrap();
-        let error = CoordinatorConfig::load(&path, |_| None)
+        let error = CoordinatorConfig::load(Some(&path), |_| None)
             .unwrap_err()
             .to_string();
         assert!(
@@ -1302,9 +1328,37 @@ available_regions:
     }
 
     #[test]
+    fn environment_alone_is_a_configuration() {
+        let directory = std::env::temp_dir().join(format!("mpic-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let catalogue = directory.join("catalogue.yaml");
+        std::fs::write(&catalogue, CATALOGUE).unwrap();
+        let catalogue_text = catalogue.display().to_string();
+        let env = |name: &str| match name {
+            "PERSPECTIVES" => Some(r#"["us-east-1","eu-west-2"]"#.to_owned()),
+            "default_perspective_count" => Some("2".to_owned()),
+            "HASH_SECRET" => Some("from-env".to_owned()),
+            "NATS_URL" => Some("nats://127.0.0.1:4222".to_owned()),
+            "PERSPECTIVE_CATALOGUE" => Some(catalogue_text.clone()),
+            _ => None,
+        };
+
+        let (config, warnings) = CoordinatorConfig::load(None, env).unwrap();
+        assert_eq!(config.perspectives.len(), 2);
+        assert_eq!(warnings, []);
+
+        let error = CoordinatorConfig::load(None, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("perspectives: missing"), "{error}");
+        std::fs::remove_dir_all(&directory).unwrap();
+    }
+
+    #[test]
     fn embedded_catalogue_serves_the_quick_start() {
         let config =
-            CoordinatorConfig::quick_start(DEFAULT_LISTEN_ADDRESS, HashSecret::new("x")).unwrap();
+            CoordinatorConfig::quick_start(DEFAULT_LISTEN_ADDRESS, HashSecret::new(b"x").unwrap())
+                .unwrap();
         let rirs: BTreeSet<Rir> = config.perspectives.iter().map(|p| p.rir).collect();
         assert!(rirs.len() >= 3, "quick start spans {rirs:?}");
         assert!(config.perspectives.len() >= 6);

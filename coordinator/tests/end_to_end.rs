@@ -1,0 +1,453 @@
+//! The whole issue path on one machine: the coordinator's REST API over a real listener, a
+//! real `nats-server`, six worker service loops (two perspectives in each of ARIN, RIPE NCC
+//! and APNIC) and a DNS authority serving the test zones. Requests replay the Python
+//! reference exchanges, so verdicts, `found_at` and the JSON field set are compared with what
+//! the Python service answered for the same DNS data.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hickory_proto::rr::RecordType;
+use mpic_coordinator::api::{self, AppState};
+use mpic_coordinator::config::CoordinatorConfig;
+use mpic_coordinator::transport::Transports;
+use mpic_shared::appconf::AppConf;
+use mpic_testkit::dns::{Behavior, TestDns, Zone};
+use mpic_testkit::nats::NatsServer;
+use mpic_worker::config::WorkerConfig;
+use mpic_worker::handler::Checker;
+use mpic_worker::service::{self, NatsService};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// The deployed perspectives: two per RIR, no two closer than 500 km.
+const PERSPECTIVES: [&str; 6] = [
+    "us-east-1",
+    "us-west-2",
+    "eu-west-2",
+    "eu-central-1",
+    "ap-northeast-1",
+    "ap-southeast-1",
+];
+
+/// Per-perspective timeout of the coordinator: short, since every server is local.
+const PERSPECTIVE_TIMEOUT_SECONDS: u32 = 2;
+
+/// The key authorization hash of the dns-01 reference exchange.
+const KEY_AUTHORIZATION_HASH: &str = "7FwkJPsKf-TH54wu4eiIFA3nhzYaevsL7953ihy-tpo";
+
+/// Returns the DNS data behind the reference exchanges, rebuilt under the same names.
+fn zones() -> Vec<Zone> {
+    vec![
+        Zone::new("com.", ""),
+        Zone::new("example.com.", ""),
+        Zone::new(
+            "basic.caatestsuite.com.",
+            r#"
+            deny            CAA 0 issue "caatestsuite.com"
+            deny-wild       CAA 0 issuewild "caatestsuite.com"
+            "#,
+        ),
+        Zone::new(
+            "caatestsuite-dnssec.com.",
+            "servfail CAA 0 issue \"x.example\"",
+        ),
+        Zone::new(
+            "integration-testing.open-mpic.org.",
+            &format!(
+                "_acme-challenge.dns-01-cname CNAME dns-01-cname-landing\n\
+                 dns-01-cname-landing TXT \"{KEY_AUTHORIZATION_HASH}\"\n"
+            ),
+        ),
+    ]
+}
+
+/// Everything the tests run against. Dropping it stops the workers, the servers and the API.
+struct Deployment {
+    dns: TestDns,
+    nats: NatsServer,
+    /// Sends the shutdown signal to each worker when dropped or sent.
+    workers: Vec<(String, oneshot::Sender<()>)>,
+    base_url: String,
+    client: reqwest::Client,
+    _config_directory: TempDirectory,
+}
+
+async fn deploy(extra_settings: &str) -> Deployment {
+    let dns = TestDns::start(zones()).await;
+    dns.set_behavior(
+        "servfail.caatestsuite-dnssec.com.",
+        Some(RecordType::CAA),
+        Behavior::ServFail,
+    );
+    let nats = NatsServer::start();
+
+    let mut workers = Vec::new();
+    for code in PERSPECTIVES {
+        workers.push((code.to_owned(), start_worker(code, &nats, &dns).await));
+    }
+
+    let config_directory = TempDirectory::new();
+    let config_path = config_directory.path.join("app.conf");
+    let codes: Vec<String> = PERSPECTIVES
+        .iter()
+        .map(|code| format!("\"{code}\""))
+        .collect();
+    let settings = format!(
+        "perspectives=[{}]\ndefault_perspective_count=6\nhash_secret=end-to-end\n\
+         nats_url={}\nperspective_catalogue={}\nhttp_client_timeout_seconds={}\n\
+         absolute_max_attempts=3\n{extra_settings}",
+        codes.join(","),
+        nats.url(),
+        catalogue_path().display(),
+        PERSPECTIVE_TIMEOUT_SECONDS,
+    );
+    std::fs::write(&config_path, settings).unwrap();
+    let (config, warnings) = CoordinatorConfig::load(Some(&config_path), |_| None).unwrap();
+    assert_eq!(warnings, [], "the test configuration is clean");
+
+    let transports = Transports::connect(&config, None).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let app = api::app(AppState::new(&config, transports).unwrap());
+    tokio::spawn(async move {
+        api::serve(listener, app, std::future::pending())
+            .await
+            .unwrap()
+    });
+
+    Deployment {
+        dns,
+        nats,
+        workers,
+        base_url,
+        client: plain_http_client(),
+        _config_directory: config_directory,
+    }
+}
+
+/// Starts one perspective's NATS service loop; it drains and stops when the sender is used or
+/// dropped.
+async fn start_worker(code: &str, nats: &NatsServer, dns: &TestDns) -> oneshot::Sender<()> {
+    let settings = format!(
+        "perspective_code={code}\nnats_url={}\nnameservers={}\ndefault_caa_domains=ca.example\n",
+        nats.url(),
+        dns.addr()
+    );
+    let config = WorkerConfig::from_appconf(&AppConf::parse(&settings).unwrap()).unwrap();
+    let nats_config = config.nats.clone().unwrap();
+    let checker = Checker::new(&config).unwrap();
+    let client = service::connect(&nats_config, code).await.unwrap();
+    let nats_service = NatsService::start(client, checker, &config.subject_prefix)
+        .await
+        .unwrap();
+
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async {
+            // Either a value or a dropped sender means stop.
+            let _ = stopped.await;
+        };
+        nats_service.run(shutdown).await.unwrap();
+    });
+    stop
+}
+
+/// Returns a reqwest client for the plain-HTTP loopback API. reqwest is built without a
+/// default crypto provider, so even a client that never uses TLS needs a rustls configuration.
+fn plain_http_client() -> reqwest::Client {
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .unwrap()
+}
+
+fn catalogue_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../available_perspectives.yaml")
+}
+
+impl Deployment {
+    async fn post(&self, body: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/mpic", self.base_url))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// Stops one perspective's worker and waits until NATS reports no responders for it.
+    async fn stop_worker(&mut self, code: &str) {
+        let index = self.workers.iter().position(|(c, _)| c == code).unwrap();
+        let (_, stop) = self.workers.remove(index);
+        stop.send(()).unwrap();
+
+        let probe = async_nats::connect(self.nats.url()).await.unwrap();
+        let subject = format!("mpic.{code}.caa");
+        for _ in 0..50 {
+            let request = async_nats::Request::new()
+                .payload("{}".into())
+                .timeout(Some(Duration::from_secs(1)));
+            match probe.send_request(subject.clone(), request).await {
+                Err(error)
+                    if error.kind() == async_nats::client::RequestErrorKind::NoResponders =>
+                {
+                    return;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        panic!("the worker of {code} still answers after it was stopped");
+    }
+}
+
+fn fixture_exchange(name: &str) -> Value {
+    let path = format!(
+        "{}/../shared/tests/fixtures/python-reference/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Returns the keys of a JSON object.
+fn keys(value: &Value) -> BTreeSet<String> {
+    value.as_object().unwrap().keys().cloned().collect()
+}
+
+fn perspective_codes(perspectives: &Value) -> BTreeSet<String> {
+    perspectives
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["perspective_code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn reference_exchanges_get_the_same_verdicts() {
+    let deployment = deploy("").await;
+    let exchanges = [
+        "mpic-caa-no-records.json",
+        "mpic-caa-deny.json",
+        "mpic-caa-permit-wildcard-issuewild.json",
+        "mpic-caa-lookup-failure.json",
+        "mpic-dcv-acme-dns-01-cname.json",
+        "mpic-dcv-acme-dns-01-nxdomain.json",
+    ];
+    for name in exchanges {
+        let exchange = fixture_exchange(name);
+        let expected = &exchange["response"];
+        let (status, actual) = deployment.post(&exchange["request"]).await;
+
+        assert_eq!(status, 200, "{name}: {actual}");
+        assert_eq!(keys(&actual), keys(expected), "{name}: response fields");
+        for field in [
+            "check_type",
+            "domain_or_ip_target",
+            "trace_identifier",
+            "is_valid",
+            "mpic_completed",
+            "request_orchestration_parameters",
+            "actual_orchestration_parameters",
+            "previous_attempt_results",
+        ] {
+            assert_eq!(actual[field], expected[field], "{name}: {field}");
+        }
+
+        let perspectives = actual["perspectives"].as_array().unwrap();
+        let reference = &expected["perspectives"][0]["check_response"];
+        assert_eq!(
+            perspectives.len(),
+            expected["perspectives"].as_array().unwrap().len(),
+            "{name}: perspective count"
+        );
+        for perspective in perspectives {
+            let code = perspective["perspective_code"].as_str().unwrap();
+            assert!(PERSPECTIVES.contains(&code), "{name}: {code}");
+            let response = &perspective["check_response"];
+            assert_eq!(
+                keys(response),
+                keys(reference),
+                "{name} {code}: reply fields"
+            );
+            assert_eq!(
+                keys(&response["details"]),
+                keys(&reference["details"]),
+                "{name} {code}: details fields"
+            );
+            for field in ["check_completed", "check_passed", "check_type"] {
+                assert_eq!(response[field], reference[field], "{name} {code}: {field}");
+            }
+            for field in [
+                "found_at",
+                "records_seen",
+                "caa_record_present",
+                "cname_chain",
+            ] {
+                assert_eq!(
+                    response["details"].get(field),
+                    reference["details"].get(field),
+                    "{name} {code}: details.{field}"
+                );
+            }
+            assert_eq!(
+                response["errors"]
+                    .as_array()
+                    .map(|errors| errors[0]["error_type"].clone()),
+                reference["errors"]
+                    .as_array()
+                    .map(|errors| errors[0]["error_type"].clone()),
+                "{name} {code}: error type"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn retries_use_fresh_disjoint_cohorts() {
+    let deployment = deploy("").await;
+    let denied = |target: &str, orchestration: Value| {
+        json!({"check_type": "caa", "domain_or_ip_target": target,
+               "caa_check_parameters": {"caa_domains": ["ca.example"]},
+               "orchestration_parameters": orchestration})
+    };
+
+    let (status, body) = deployment
+        .post(&denied(
+            "deny.basic.caatestsuite.com",
+            json!({"perspective_count": 3, "max_attempts": 2}),
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["is_valid"], false);
+    assert_eq!(
+        body["actual_orchestration_parameters"],
+        json!({"perspective_count": 3, "quorum_count": 2, "attempt_count": 2})
+    );
+    let previous = body["previous_attempt_results"].as_array().unwrap();
+    assert_eq!(previous.len(), 1, "one earlier attempt: {body}");
+    let first = perspective_codes(&previous[0]);
+    let second = perspective_codes(&body["perspectives"]);
+    assert_eq!(first.len(), 3);
+    assert_eq!(second.len(), 3);
+    assert!(
+        first.is_disjoint(&second),
+        "cohorts {first:?} and {second:?} overlap"
+    );
+
+    let (_, again) = deployment
+        .post(&denied(
+            "deny.basic.caatestsuite.com",
+            json!({"perspective_count": 3, "max_attempts": 2}),
+        ))
+        .await;
+    assert_eq!(
+        perspective_codes(&again["perspectives"]),
+        second,
+        "the same target meets the same cohorts"
+    );
+
+    let (_, single) = deployment
+        .post(&denied(
+            "deny.basic.caatestsuite.com",
+            json!({"perspective_count": 3, "cohort_for_single_attempt": 1}),
+        ))
+        .await;
+    assert_eq!(
+        single["actual_orchestration_parameters"]["attempt_count"],
+        1
+    );
+    assert_eq!(
+        perspective_codes(&single["perspectives"]),
+        first,
+        "cohort 1"
+    );
+
+    let (status, error) = deployment
+        .post(&denied(
+            "deny.basic.caatestsuite.com",
+            json!({"perspective_count": 3, "cohort_for_single_attempt": 3}),
+        ))
+        .await;
+    assert_eq!(status, 500, "only two cohorts of three exist: {error}");
+    assert_eq!(keys(&error), BTreeSet::from(["error".to_owned()]));
+}
+
+#[tokio::test]
+async fn quorum_survives_one_perspective_down() {
+    let mut deployment = deploy("").await;
+    deployment.stop_worker("eu-west-2").await;
+    let request = json!({"check_type": "caa", "domain_or_ip_target": "example.com",
+                         "trace_identifier": "one-down"});
+
+    let (status, body) = deployment.post(&request).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["is_valid"], true, "5 of 6 pass with quorum 4: {body}");
+    assert_eq!(
+        body["mpic_completed"], true,
+        "one not completed is allowed: {body}"
+    );
+    let perspectives = body["perspectives"].as_array().unwrap();
+    assert_eq!(perspectives.len(), 6);
+    let down: Vec<&Value> = perspectives
+        .iter()
+        .filter(|p| p["perspective_code"] == "eu-west-2")
+        .collect();
+    assert_eq!(down.len(), 1);
+    let reply = &down[0]["check_response"];
+    assert_eq!(reply["check_completed"], false);
+    assert_eq!(reply["check_passed"], false);
+    assert_eq!(
+        reply["errors"][0]["error_type"],
+        "mpic_error:coordinator:remote_check"
+    );
+    assert!(
+        deployment.dns.query_count("example.com.") >= 5,
+        "every live perspective resolved on its own"
+    );
+
+    deployment.stop_worker("ap-northeast-1").await;
+    deployment.stop_worker("us-west-2").await;
+    let (_, body) = deployment.post(&request).await;
+    assert_eq!(body["is_valid"], false, "3 of 6 miss quorum 4: {body}");
+    assert_eq!(
+        body["mpic_completed"], false,
+        "three not completed exceed the two that quorum 4 of 6 allows: {body}"
+    );
+}
+
+/// A directory under the system temporary directory, removed on drop.
+struct TempDirectory {
+    path: PathBuf,
+}
+
+impl TempDirectory {
+    fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("mpic-e2e-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&path).unwrap();
+        Self { path }
+    }
+}
+
+impl Drop for TempDirectory {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
