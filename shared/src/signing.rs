@@ -164,14 +164,23 @@ impl ReplyVerifier {
     }
 }
 
+/// Checks that a request identifier can be signed: 1 to 128 bytes without a NUL byte.
+///
+/// A worker calls it before running a check, so that a request it could not sign is rejected
+/// without doing the work.
+pub fn validate_request_id(request_id: &str) -> Result<(), SigningError> {
+    if request_id.is_empty() || request_id.len() > MAX_REQUEST_ID_LEN || request_id.contains('\0') {
+        return Err(SigningError::InvalidRequestId);
+    }
+    Ok(())
+}
+
 fn signed_message(
     perspective_code: &str,
     request_id: &str,
     body: &[u8],
 ) -> Result<Vec<u8>, SigningError> {
-    if request_id.is_empty() || request_id.len() > MAX_REQUEST_ID_LEN || request_id.contains('\0') {
-        return Err(SigningError::InvalidRequestId);
-    }
+    validate_request_id(request_id)?;
     let digest = Sha256::digest(body);
     let mut message = Vec::with_capacity(
         SIGNATURE_CONTEXT.len() + perspective_code.len() + request_id.len() + 35,
@@ -309,5 +318,8 @@ mod tests {
         assert!(signer.sign("", b"").is_err());
         assert!(signer.sign("a\0b", b"").is_err());
         assert!(signer.sign(&"x".repeat(129), b"").is_err());
+        assert!(validate_request_id(&"x".repeat(128)).is_ok());
+        assert!(validate_request_id(&"x".repeat(129)).is_err());
+        assert!(validate_request_id("").is_err());
     }
 }
