@@ -15,10 +15,14 @@
 //! |---|---|---|
 //! | `perspective_code` (alias `code`) | required | the perspective this worker serves; a subject token |
 //! | `subject_prefix` | `mpic` | first tokens of the NATS subjects |
-//! | `nats_url` | unset | NATS server URLs, comma-separated; unset: no NATS service |
+//! | `nats_url` | unset | NATS server URLs (`nats://` or `tls://`), comma-separated; unset: no NATS service |
 //! | `nats_user`, `nats_password` | unset | NATS user and password (both or neither) |
 //! | `nats_token` | unset | NATS authentication token |
-//! | `nats_credentials_file` | unset | NATS `.creds` file (JWT and NKey seed) |
+//! | `nats_nkey_seed_file` | path, unset | file holding an NKey user seed (`SU...`) |
+//! | `nats_creds_file` (alias `nats_credentials_file`) | path, unset | NATS `.creds` file (user JWT and NKey seed) |
+//! | `nats_tls_ca_file` | path, unset | PEM CA bundle that verifies the NATS server; unset: system roots |
+//! | `nats_tls_cert_file`, `nats_tls_key_file` | paths, unset | PEM client certificate and key for mutual TLS (both or neither) |
+//! | `reply_signing_key_file` | path, unset | Ed25519 PKCS#8 PEM key that signs replies; unset: unsigned replies |
 //! | `http_listen` | unset | `ip:port` of the HTTP endpoints; unset: no HTTP endpoints |
 //! | `default_caa_domains` | empty | issuer domain names, `\|`-separated |
 //! | `nameservers` | `/etc/resolv.conf` | recursive resolvers, comma-separated `ip[:port]` |
@@ -33,19 +37,30 @@
 //! | `log_format` | `text` | `text` or `json` |
 //! | `log_level` | `info` | tracing filter directives |
 //!
-//! Each field of [`WorkerConfig`] documents its key in full. Not handled here: NATS TLS client
-//! certificates and NKey seeds outside a credentials file.
+//! At most one kind of NATS credentials may be set. Setting any `nats_tls_*` key makes the
+//! worker require TLS on every NATS connection. Files named by keys are read and parsed here,
+//! so that a missing or malformed file stops the start with an error naming its key.
+//!
+//! Each field of [`WorkerConfig`] documents its key in full. Not handled here: NATS over
+//! WebSocket (`ws://`, `wss://`), which this build of the NATS client does not include.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
 use mpic_shared::appconf::{AppConf, AppConfError, SettingSource};
+use mpic_shared::signing::{ReplySigner, SigningError};
 use mpic_shared::subject::{
     DEFAULT_SUBJECT_PREFIX, is_valid_subject_prefix, is_valid_subject_token,
 };
 use mpic_shared::target::Target;
+use rustls::InconsistentKeys;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 use serde::Serialize;
 
 use crate::fetch::{AddressPolicy, TlsVerification};
@@ -68,6 +83,14 @@ pub struct WorkerConfig {
     /// How to reach NATS (`nats_url` and the `nats_*` credentials). `None` when `nats_url` is
     /// unset: the worker then serves only the HTTP endpoints.
     pub nats: Option<NatsConfig>,
+    /// TLS settings of the NATS connection (`nats_tls_ca_file`, `nats_tls_cert_file`,
+    /// `nats_tls_key_file`). Default: none of them, so the connection uses TLS only for
+    /// `tls://` URLs or when the server demands it. Setting a key without `nats_url` is an
+    /// error.
+    pub nats_tls: NatsTls,
+    /// The key that signs every reply (`reply_signing_key_file`). Default: unset, and replies
+    /// carry no signature.
+    pub reply_signing: Option<ReplySigningKey>,
     /// Listen address of the HTTP endpoints (`POST /caa`, `POST /dcv`, `GET /healthz`,
     /// `GET /configz`) (`http_listen`, `ip:port`). Default: unset, no HTTP endpoints. At least one of
     /// `nats_url` and `http_listen` must be set.
@@ -114,8 +137,8 @@ pub struct WorkerConfig {
 /// NATS connection settings. Their `Debug` output redacts passwords in the URLs.
 #[derive(Clone, PartialEq, Eq)]
 pub struct NatsConfig {
-    /// The server URLs from `nats_url` (comma-separated; `nats://`, `tls://`, `ws://` or
-    /// `wss://`; `nats://` and port 4222 when omitted).
+    /// The server URLs from `nats_url`, comma-separated. Each is `nats://` or `tls://`, and
+    /// `nats://` and port 4222 apply when omitted.
     pub servers: Vec<String>,
     /// The credentials sent when connecting.
     pub auth: NatsAuth,
@@ -135,8 +158,62 @@ pub enum NatsAuth {
     },
     /// `nats_token`.
     Token(Secret),
-    /// `nats_credentials_file`: a `.creds` file holding a user JWT and NKey seed.
+    /// `nats_nkey_seed_file`: an NKey user seed, which signs the server's nonce. The server
+    /// lists the matching public key (`U...`) as an `nkey` user.
+    NkeySeed {
+        /// The file the seed was read from.
+        seed_file: PathBuf,
+        /// The seed (`SU...`).
+        seed: Secret,
+    },
+    /// `nats_creds_file` (or `nats_credentials_file`): a `.creds` file containing a user JWT and
+    /// NKey seed, for servers in operator mode. The client reads it again when it connects.
     CredentialsFile(PathBuf),
+}
+
+/// TLS settings of the NATS connection. Any setting makes TLS required: the client then
+/// rejects a server that does not offer TLS instead of falling back to plain text.
+///
+/// The client (async-nats 0.52) reads the files again whenever it connects or reconnects, so renewed
+/// certificates take effect at the next reconnect without a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatsTls {
+    /// PEM bundle of the CA certificates that verify the server's certificate
+    /// (`nats_tls_ca_file`). They replace the system's root certificates. Default: unset, and
+    /// the system's roots verify the server.
+    pub ca_file: Option<PathBuf>,
+    /// The certificate the worker presents for mutual TLS (`nats_tls_cert_file` and
+    /// `nats_tls_key_file`). Default: unset, no client certificate.
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+/// A client certificate for mutual TLS with the NATS server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// PEM certificate chain, end-entity certificate first (`nats_tls_cert_file`).
+    pub cert_file: PathBuf,
+    /// PEM private key of the end-entity certificate, PKCS#8, PKCS#1 (RSA) or SEC1 (EC)
+    /// (`nats_tls_key_file`).
+    pub key_file: PathBuf,
+}
+
+/// The Ed25519 key that signs this worker's replies (`reply_signing_key_file`).
+///
+/// The file is a PKCS#8 PEM private key. Generate one per perspective, and give the coordinator
+/// its public key:
+///
+/// ```text
+/// openssl genpkey -algorithm ed25519 -out reply-signing.key
+/// openssl pkey -in reply-signing.key -pubout -out reply-signing.pub
+/// ```
+///
+/// The signature covers the perspective code, the request's `Mpic-Request-Id` and the reply
+/// body (see [`mpic_shared::signing`]). `Debug` output and the effective configuration show
+/// only the public key.
+#[derive(Clone)]
+pub struct ReplySigningKey {
+    file: PathBuf,
+    signer: Arc<ReplySigner>,
 }
 
 /// A secret configuration value. Its `Debug` and `Display` output is redacted.
@@ -208,7 +285,18 @@ pub enum ConfigError {
     /// parse.
     #[error(transparent)]
     AppConf(#[from] AppConfError),
-    /// A value parsed but is not acceptable.
+    /// A file named by a key, such as a certificate or key file, could not be read.
+    #[error("{key}: failed to read {path}")]
+    ReadSettingFile {
+        /// The configuration key.
+        key: &'static str,
+        /// The file's path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A value parsed but is not acceptable, or a file it names has unusable contents.
     #[error("{key}: {problem}")]
     Invalid {
         /// The configuration key.
@@ -278,8 +366,13 @@ impl WorkerConfig {
     pub fn from_appconf(conf: &AppConf) -> Result<WorkerConfig, ConfigError> {
         let perspective_code = perspective_code(conf)?;
         let subject_prefix = subject_prefix(conf)?;
-        let nats = nats_config(conf)?;
+        let nats_tls = nats_tls(conf)?;
+        let nats = nats_config(conf, &nats_tls)?;
         let http_listen = conf.parse_value::<SocketAddr>("http_listen")?;
+        let reply_signing = conf
+            .get("reply_signing_key_file")
+            .map(|file| ReplySigningKey::from_file(Path::new(file), &perspective_code))
+            .transpose()?;
 
         let resolver = ResolverSettings {
             name_servers: name_servers(conf)?,
@@ -311,6 +404,8 @@ impl WorkerConfig {
             perspective_code,
             subject_prefix,
             nats,
+            nats_tls,
+            reply_signing,
             http_listen,
             default_caa_domains: default_caa_domains(conf)?,
             resolver,
@@ -358,6 +453,29 @@ impl WorkerConfig {
         .collect()
     }
 
+    /// Lists the NATS servers, passwords redacted, that the worker reaches over a network
+    /// without requiring TLS: `nats://` URLs of hosts other than loopback while no
+    /// `nats_tls_*` key is set. The startup log warns about each, because messages between the
+    /// coordinator and a perspective must be authenticated and encrypted (BR §3.2.2.9).
+    pub fn nats_servers_without_tls(&self) -> Vec<String> {
+        let Some(nats) = &self.nats else {
+            return Vec::new();
+        };
+        if self.nats_tls.requires_tls() {
+            return Vec::new();
+        }
+        nats.servers
+            .iter()
+            .filter(|url| match url.parse::<async_nats::ServerAddr>() {
+                Ok(address) => !address.tls_required() && !is_loopback_host(address.host()),
+                // Validation parsed every URL, so this branch is not reached. A URL that fails
+                // to parse would count as unprotected.
+                Err(_) => true,
+            })
+            .map(|url| redact_url(url))
+            .collect()
+    }
+
     /// Returns the configuration keyed by configuration key, with secrets redacted, for the
     /// startup log and `GET /configz`.
     pub fn effective(&self) -> EffectiveConfig {
@@ -365,6 +483,16 @@ impl WorkerConfig {
             Some(nats) => (Some(nats.redacted_servers()), nats.auth.kind()),
             None => (None, "none"),
         };
+        let auth = self.nats.as_ref().map(|nats| &nats.auth);
+        let nats_nkey_seed_file = match auth {
+            Some(NatsAuth::NkeySeed { seed_file, .. }) => Some(path_text(seed_file)),
+            _ => None,
+        };
+        let nats_creds_file = match auth {
+            Some(NatsAuth::CredentialsFile(file)) => Some(path_text(file)),
+            _ => None,
+        };
+        let client_certificate = self.nats_tls.client_certificate.as_ref();
         let nameservers = match &self.resolver.name_servers {
             NameServers::System => vec![SYSTEM_NAME_SERVERS.to_owned()],
             NameServers::Configured(addresses) => {
@@ -376,6 +504,13 @@ impl WorkerConfig {
             subject_prefix: self.subject_prefix.clone(),
             nats_url,
             nats_auth,
+            nats_nkey_seed_file,
+            nats_creds_file,
+            nats_tls_ca_file: self.nats_tls.ca_file.as_deref().map(path_text),
+            nats_tls_cert_file: client_certificate.map(|client| path_text(&client.cert_file)),
+            nats_tls_key_file: client_certificate.map(|client| path_text(&client.key_file)),
+            reply_signing_key_file: self.reply_signing.as_ref().map(|key| path_text(key.file())),
+            reply_signing_public_key: self.reply_signing.as_ref().map(ReplySigningKey::public_key),
             http_listen: self.http_listen.map(|address| address.to_string()),
             default_caa_domains: self.default_caa_domains.clone(),
             nameservers,
@@ -405,9 +540,25 @@ pub struct EffectiveConfig {
     pub subject_prefix: String,
     /// `nats_url`, with any password in the URLs replaced by `[redacted]`.
     pub nats_url: Option<Vec<String>>,
-    /// Kind of NATS credentials: `none`, `user_password`, `token` or `credentials_file`.
-    /// The credentials themselves are left out.
+    /// Kind of NATS credentials: `none`, `user_password`, `token`, `nkey_seed` or
+    /// `credentials_file`. The credentials themselves are left out.
     pub nats_auth: &'static str,
+    /// `nats_nkey_seed_file`: the path only.
+    pub nats_nkey_seed_file: Option<String>,
+    /// `nats_creds_file` or its alias `nats_credentials_file`: the path only.
+    pub nats_creds_file: Option<String>,
+    /// `nats_tls_ca_file`.
+    pub nats_tls_ca_file: Option<String>,
+    /// `nats_tls_cert_file`.
+    pub nats_tls_cert_file: Option<String>,
+    /// `nats_tls_key_file`: the path only.
+    pub nats_tls_key_file: Option<String>,
+    /// `reply_signing_key_file`: the path only.
+    pub reply_signing_key_file: Option<String>,
+    /// The public key of `reply_signing_key_file`: base64 of its SubjectPublicKeyInfo, the
+    /// line between the PEM markers that `openssl pkey -pubout` writes. The coordinator must
+    /// have this key for the perspective.
+    pub reply_signing_public_key: Option<String>,
     /// `http_listen`.
     pub http_listen: Option<String>,
     /// `default_caa_domains`.
@@ -463,8 +614,122 @@ impl NatsAuth {
             NatsAuth::None => "none",
             NatsAuth::UserPassword { .. } => "user_password",
             NatsAuth::Token(_) => "token",
+            NatsAuth::NkeySeed { .. } => "nkey_seed",
             NatsAuth::CredentialsFile(_) => "credentials_file",
         }
+    }
+
+    /// Reads an NKey user seed from `seed_file` (`nats_nkey_seed_file`).
+    ///
+    /// The seed is the first line that starts with `S`, so the file may contain the seed alone,
+    /// the seed followed by its public key (`nk -gen user -pubout`) or a decorated seed
+    /// between `-----BEGIN USER NKEY SEED-----` lines. It must be a user seed (`SU...`),
+    /// because only user keys authenticate clients.
+    pub fn from_nkey_seed_file(seed_file: &Path) -> Result<NatsAuth, ConfigError> {
+        const KEY: &str = "nats_nkey_seed_file";
+        let text = read_setting_text(KEY, seed_file)?;
+        let Some(seed) = text
+            .lines()
+            .map(str::trim)
+            .find(|line| line.starts_with('S'))
+        else {
+            return Err(invalid(
+                KEY,
+                format!(
+                    "{} contains no NKey seed (a line starting with SU); generate one with \
+                     `nk -gen user`",
+                    seed_file.display()
+                ),
+            ));
+        };
+        // The parser's message names the problem without quoting the seed.
+        let key_pair = nkeys::KeyPair::from_seed(seed).map_err(|error| {
+            invalid(
+                KEY,
+                format!(
+                    "{} contains no valid NKey seed: {error}",
+                    seed_file.display()
+                ),
+            )
+        })?;
+        if key_pair.key_pair_type() != nkeys::KeyPairType::User {
+            return Err(invalid(
+                KEY,
+                format!(
+                    "{} contains an NKey seed of type {:?}; NATS clients authenticate with a user \
+                     seed (SU...)",
+                    seed_file.display(),
+                    key_pair.key_pair_type()
+                ),
+            ));
+        }
+        Ok(NatsAuth::NkeySeed {
+            seed_file: seed_file.to_owned(),
+            seed: Secret::new(seed),
+        })
+    }
+}
+
+impl NatsTls {
+    /// Returns whether any TLS setting is present, which makes TLS required.
+    pub fn requires_tls(&self) -> bool {
+        self.ca_file.is_some() || self.client_certificate.is_some()
+    }
+}
+
+impl ReplySigningKey {
+    /// Reads the Ed25519 PKCS#8 PEM key in `file` (`reply_signing_key_file`) to sign the replies
+    /// of `perspective_code`.
+    pub fn from_file(file: &Path, perspective_code: &str) -> Result<ReplySigningKey, ConfigError> {
+        const KEY: &str = "reply_signing_key_file";
+        let pem = read_setting_text(KEY, file)?;
+        let signer = ReplySigner::from_pem(perspective_code, &pem).map_err(|error| {
+            invalid(
+                KEY,
+                format!(
+                    "{}: {error}; generate one with `openssl genpkey -algorithm ed25519`",
+                    file.display()
+                ),
+            )
+        })?;
+        Ok(ReplySigningKey {
+            file: file.to_owned(),
+            signer: Arc::new(signer),
+        })
+    }
+
+    /// Returns the file the key was read from.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Returns the public key as base64 of its SubjectPublicKeyInfo (RFC 8410 §4), the text
+    /// between the PEM markers of `openssl pkey -pubout`.
+    pub fn public_key(&self) -> String {
+        let mut spki = ED25519_SPKI_PREFIX.to_vec();
+        spki.extend_from_slice(self.signer.verifying_key().as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(spki)
+    }
+
+    /// Signs a reply `body` for the request `request_id` and returns the value of the
+    /// `Mpic-Signature` header.
+    pub fn sign(&self, request_id: &str, body: &[u8]) -> Result<String, SigningError> {
+        self.signer.sign(request_id, body)
+    }
+}
+
+impl PartialEq for ReplySigningKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.file == other.file && self.signer.verifying_key() == other.signer.verifying_key()
+    }
+}
+
+impl fmt::Debug for ReplySigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplySigningKey")
+            .field("file", &self.file)
+            .field("public_key", &self.public_key())
+            .finish_non_exhaustive()
     }
 }
 
@@ -509,30 +774,46 @@ fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
 }
 
 fn perspective_code(conf: &AppConf) -> Result<String, ConfigError> {
-    let code = match (conf.setting("perspective_code"), conf.setting("code")) {
-        (Some(code), Some(alias)) if code.value != alias.value => {
-            // The environment overrides the file, also across the two spellings of the key.
-            match (&code.source, &alias.source) {
-                (SettingSource::Environment { .. }, SettingSource::File { .. }) => &code.value,
-                (SettingSource::File { .. }, SettingSource::Environment { .. }) => &alias.value,
-                _ => {
-                    return Err(invalid(
-                        "perspective_code",
-                        format!(
-                            "{:?} differs from code {:?}; set only one of the two keys",
-                            code.value, alias.value
-                        ),
-                    ));
-                }
-            }
-        }
-        (Some(code), _) | (None, Some(code)) => &code.value,
-        (None, None) => conf.require("perspective_code")?,
+    let code = match aliased_setting(conf, "perspective_code", "code")? {
+        Some((_, code)) => code,
+        None => conf.require("perspective_code")?,
     };
     if !is_valid_subject_token(code) {
         return Err(invalid_perspective_code(code));
     }
     Ok(code.to_owned())
+}
+
+/// Returns the key that supplies a setting spelled two ways, and its value. When both
+/// spellings are set to different values, the one from the environment wins over the file,
+/// as it does for every other key. Two different values from the same source are an error.
+fn aliased_setting<'a>(
+    conf: &'a AppConf,
+    key: &'static str,
+    alias: &'static str,
+) -> Result<Option<(&'static str, &'a str)>, ConfigError> {
+    match (conf.setting(key), conf.setting(alias)) {
+        (Some(setting), Some(alias_setting)) if setting.value != alias_setting.value => {
+            match (&setting.source, &alias_setting.source) {
+                (SettingSource::Environment { .. }, SettingSource::File { .. }) => {
+                    Ok(Some((key, &setting.value)))
+                }
+                (SettingSource::File { .. }, SettingSource::Environment { .. }) => {
+                    Ok(Some((alias, &alias_setting.value)))
+                }
+                _ => Err(invalid(
+                    key,
+                    format!(
+                        "{:?} differs from {alias} {:?}; set only one of the two keys",
+                        setting.value, alias_setting.value
+                    ),
+                )),
+            }
+        }
+        (Some(setting), _) => Ok(Some((key, &setting.value))),
+        (None, Some(alias_setting)) => Ok(Some((alias, &alias_setting.value))),
+        (None, None) => Ok(None),
+    }
 }
 
 fn invalid_perspective_code(code: &str) -> ConfigError {
@@ -556,7 +837,7 @@ fn subject_prefix(conf: &AppConf) -> Result<String, ConfigError> {
     Ok(prefix.to_owned())
 }
 
-fn nats_config(conf: &AppConf) -> Result<Option<NatsConfig>, ConfigError> {
+fn nats_config(conf: &AppConf, tls: &NatsTls) -> Result<Option<NatsConfig>, ConfigError> {
     let auth = nats_auth(conf)?;
     let Some(urls) = conf.get("nats_url").filter(|urls| !urls.trim().is_empty()) else {
         if auth != NatsAuth::None {
@@ -565,15 +846,32 @@ fn nats_config(conf: &AppConf) -> Result<Option<NatsConfig>, ConfigError> {
                 format!("missing, but NATS credentials ({}) are set", auth.kind()),
             ));
         }
+        if tls.requires_tls() {
+            return Err(invalid("nats_url", "missing, but nats_tls_* keys are set"));
+        }
         return Ok(None);
     };
 
     let mut servers = Vec::new();
     for url in urls.split(',').map(str::trim) {
-        if let Err(error) = url.parse::<async_nats::ServerAddr>() {
+        let address = match url.parse::<async_nats::ServerAddr>() {
+            Ok(address) => address,
+            Err(error) => {
+                return Err(invalid(
+                    "nats_url",
+                    format!("{} is not a NATS server URL: {error}", redact_url(url)),
+                ));
+            }
+        };
+        // Without the client's WebSocket support, a ws:// or wss:// URL would be dialled as
+        // plain TCP and TLS skipped, so credentials would cross the network in clear text.
+        if address.is_websocket() {
             return Err(invalid(
                 "nats_url",
-                format!("{} is not a NATS server URL: {error}", redact_url(url)),
+                format!(
+                    "{}: WebSocket URLs are not supported; use nats:// or tls://",
+                    redact_url(url)
+                ),
             ));
         }
         servers.push(url.to_owned());
@@ -585,31 +883,214 @@ fn nats_auth(conf: &AppConf) -> Result<NatsAuth, ConfigError> {
     let user = conf.get("nats_user");
     let password = conf.get("nats_password");
     let token = conf.get("nats_token");
-    let credentials_file = conf.get("nats_credentials_file");
+    let nkey_seed_file = conf.get("nats_nkey_seed_file");
+    let credentials_file = aliased_setting(conf, "nats_creds_file", "nats_credentials_file")?;
 
-    let kinds = [
-        user.is_some() || password.is_some(),
-        token.is_some(),
-        credentials_file.is_some(),
-    ];
-    if kinds.into_iter().filter(|set| *set).count() > 1 {
+    let credentials_key = credentials_file.map_or("nats_creds_file", |(key, _)| key);
+    let kinds_set: Vec<&'static str> = [
+        (user.is_some() || password.is_some(), "nats_user"),
+        (token.is_some(), "nats_token"),
+        (nkey_seed_file.is_some(), "nats_nkey_seed_file"),
+        (credentials_file.is_some(), credentials_key),
+    ]
+    .into_iter()
+    .filter_map(|(set, key)| set.then_some(key))
+    .collect();
+    if let [first, second, ..] = kinds_set.as_slice() {
         return Err(invalid(
-            "nats_user",
-            "set only one of nats_user with nats_password, nats_token and nats_credentials_file",
+            first,
+            format!(
+                "{second} is also set; set only one kind of NATS credentials: nats_user with \
+                 nats_password, nats_token, nats_nkey_seed_file or nats_creds_file"
+            ),
         ));
     }
 
-    match (user, password, token, credentials_file) {
-        (Some(user), Some(password), _, _) => Ok(NatsAuth::UserPassword {
+    match (user, password, token, nkey_seed_file, credentials_file) {
+        (Some(user), Some(password), ..) => Ok(NatsAuth::UserPassword {
             user: user.to_owned(),
             password: Secret::new(password),
         }),
-        (Some(_), None, _, _) => Err(invalid("nats_password", "missing, but nats_user is set")),
-        (None, Some(_), _, _) => Err(invalid("nats_user", "missing, but nats_password is set")),
-        (None, None, Some(token), _) => Ok(NatsAuth::Token(Secret::new(token))),
-        (None, None, None, Some(path)) => Ok(NatsAuth::CredentialsFile(PathBuf::from(path))),
-        (None, None, None, None) => Ok(NatsAuth::None),
+        (Some(_), None, ..) => Err(invalid("nats_password", "missing, but nats_user is set")),
+        (None, Some(_), ..) => Err(invalid("nats_user", "missing, but nats_password is set")),
+        (None, None, Some(token), ..) => Ok(NatsAuth::Token(Secret::new(token))),
+        (None, None, None, Some(seed_file), _) => {
+            NatsAuth::from_nkey_seed_file(Path::new(seed_file))
+        }
+        (None, None, None, None, Some((key, file))) => {
+            check_credentials_file(key, Path::new(file))?;
+            Ok(NatsAuth::CredentialsFile(PathBuf::from(file)))
+        }
+        (None, None, None, None, None) => Ok(NatsAuth::None),
     }
+}
+
+/// Checks that a `.creds` file parses the way the NATS client will parse it when connecting.
+fn check_credentials_file(key: &'static str, file: &Path) -> Result<(), ConfigError> {
+    let text = read_setting_text(key, file)?;
+    // The client's error names the missing part without quoting the file.
+    async_nats::ConnectOptions::with_credentials(&text).map_err(|error| {
+        invalid(
+            key,
+            format!("{} is not a NATS credentials file: {error}", file.display()),
+        )
+    })?;
+    Ok(())
+}
+
+fn nats_tls(conf: &AppConf) -> Result<NatsTls, ConfigError> {
+    let ca_file = conf.get("nats_tls_ca_file").map(PathBuf::from);
+    if let Some(file) = &ca_file {
+        check_ca_file(file)?;
+    }
+
+    let client_certificate = match (
+        conf.get("nats_tls_cert_file"),
+        conf.get("nats_tls_key_file"),
+    ) {
+        (Some(cert_file), Some(key_file)) => {
+            let client_certificate = ClientCertificate {
+                cert_file: PathBuf::from(cert_file),
+                key_file: PathBuf::from(key_file),
+            };
+            check_client_certificate(&client_certificate)?;
+            Some(client_certificate)
+        }
+        (Some(_), None) => {
+            return Err(invalid(
+                "nats_tls_key_file",
+                "missing, but nats_tls_cert_file is set; mutual TLS needs the certificate's key",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "nats_tls_cert_file",
+                "missing, but nats_tls_key_file is set; mutual TLS needs the key's certificate",
+            ));
+        }
+        (None, None) => None,
+    };
+    Ok(NatsTls {
+        ca_file,
+        client_certificate,
+    })
+}
+
+/// Checks that the CA bundle contains at least one certificate and that each can be a trust
+/// anchor, as the NATS client requires when it connects.
+fn check_ca_file(file: &Path) -> Result<(), ConfigError> {
+    const KEY: &str = "nats_tls_ca_file";
+    let pem = read_setting_file(KEY, file)?;
+    let certificates = pem_certificates(KEY, file, &pem)?;
+    for (index, certificate) in certificates.iter().enumerate() {
+        if let Err(error) = webpki::anchor_from_trusted_cert(certificate) {
+            return Err(invalid(
+                KEY,
+                format!(
+                    "certificate {} of {} is not usable as a trust anchor: {error}",
+                    index + 1,
+                    file.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the certificate chain and key parse, that rustls can sign with the key and
+/// that the key belongs to the end-entity certificate.
+fn check_client_certificate(client: &ClientCertificate) -> Result<(), ConfigError> {
+    const CERT_KEY: &str = "nats_tls_cert_file";
+    const KEY_KEY: &str = "nats_tls_key_file";
+    let chain = pem_certificates(
+        CERT_KEY,
+        &client.cert_file,
+        &read_setting_file(CERT_KEY, &client.cert_file)?,
+    )?;
+    let key_pem = read_setting_file(KEY_KEY, &client.key_file)?;
+    let key_file = client.key_file.display();
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|error| {
+        invalid(
+            KEY_KEY,
+            format!("{key_file} contains no PEM private key: {error}"),
+        )
+    })?;
+
+    let provider = rustls::crypto::ring::default_provider();
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|error| {
+            invalid(
+                KEY_KEY,
+                format!("{key_file} contains a private key that TLS cannot sign with: {error}"),
+            )
+        })?;
+    match CertifiedKey::new(chain, signing_key).keys_match() {
+        // rustls cannot compare keys of every type, so the server decides at the handshake.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => Ok(()),
+        Err(error) => Err(invalid(
+            KEY_KEY,
+            format!(
+                "{key_file} is not the key of the certificate in {}: {error}",
+                client.cert_file.display()
+            ),
+        )),
+    }
+}
+
+/// Parses every certificate of a PEM file, requiring at least one.
+fn pem_certificates(
+    key: &'static str,
+    file: &Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| {
+            invalid(
+                key,
+                format!("{} is not a valid PEM file: {error}", file.display()),
+            )
+        })?;
+    if certificates.is_empty() {
+        return Err(invalid(
+            key,
+            format!(
+                "{} contains no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                file.display()
+            ),
+        ));
+    }
+    Ok(certificates)
+}
+
+fn read_setting_file(key: &'static str, file: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(file).map_err(|source| ConfigError::ReadSettingFile {
+        key,
+        path: file.to_owned(),
+        source,
+    })
+}
+
+fn read_setting_text(key: &'static str, file: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(file).map_err(|source| ConfigError::ReadSettingFile {
+        key,
+        path: file.to_owned(),
+        source,
+    })
+}
+
+/// Returns whether a NATS server host names this machine: `localhost` or a loopback address.
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
+fn path_text(path: &Path) -> String {
+    path.display().to_string()
 }
 
 fn default_caa_domains(conf: &AppConf) -> Result<Vec<String>, ConfigError> {
@@ -819,7 +1300,13 @@ pub const KNOWN_KEYS: &[&str] = &[
     "nats_user",
     "nats_password",
     "nats_token",
+    "nats_nkey_seed_file",
+    "nats_creds_file",
     "nats_credentials_file",
+    "nats_tls_ca_file",
+    "nats_tls_cert_file",
+    "nats_tls_key_file",
+    "reply_signing_key_file",
     "http_listen",
     "default_caa_domains",
     "nameservers",
@@ -874,6 +1361,12 @@ const DNS_PORT: u16 = 53;
 const MAX_SECONDS: f64 = 86_400.0;
 
 const REDACTED: &str = "[redacted]";
+
+/// The DER bytes that precede the 32-byte public key in an Ed25519 SubjectPublicKeyInfo
+/// (RFC 8410 §4): SEQUENCE, AlgorithmIdentifier with OID 1.3.101.112, BIT STRING header.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
 
 const SYSTEM_NAME_SERVERS: &str = "system (/etc/resolv.conf)";
 
@@ -1035,14 +1528,6 @@ mod tests {
                 },
             },
             Case {
-                name: "credentials file",
-                line: "nats_credentials_file=/etc/mpic/worker.creds",
-                check: |c| {
-                    c.nats.as_ref().map(|nats| &nats.auth)
-                        == Some(&NatsAuth::CredentialsFile("/etc/mpic/worker.creds".into()))
-                },
-            },
-            Case {
                 name: "several NATS servers",
                 line: "nats_url=nats://127.0.0.1:4222, tls://127.0.0.1:4223",
                 check: |c| c.nats.as_ref().map(|nats| nats.servers.len()) == Some(2),
@@ -1093,9 +1578,59 @@ mod tests {
                 "nats_password: missing, but nats_user is set",
             ),
             (
-                "two kinds of credentials",
+                "token and credentials file",
                 "nats_token=t\nnats_credentials_file=/x.creds",
-                "nats_user: set only one of",
+                "nats_token: nats_credentials_file is also set; set only one kind",
+            ),
+            (
+                "user and NKey seed",
+                "nats_user=u\nnats_password=p\nnats_nkey_seed_file=/x.nk",
+                "nats_user: nats_nkey_seed_file is also set; set only one kind",
+            ),
+            (
+                "NKey seed and credentials file",
+                "nats_nkey_seed_file=/x.nk\nnats_creds_file=/x.creds",
+                "nats_nkey_seed_file: nats_creds_file is also set; set only one kind",
+            ),
+            (
+                "both spellings of the credentials file differ",
+                "nats_creds_file=/a.creds\nnats_credentials_file=/b.creds",
+                "nats_creds_file: \"/a.creds\" differs from nats_credentials_file \"/b.creds\"",
+            ),
+            (
+                "missing credentials file",
+                "nats_creds_file=/nonexistent/worker.creds",
+                "nats_creds_file: failed to read /nonexistent/worker.creds",
+            ),
+            (
+                "missing NKey seed file",
+                "nats_nkey_seed_file=/nonexistent/worker.nk",
+                "nats_nkey_seed_file: failed to read /nonexistent/worker.nk",
+            ),
+            (
+                "client certificate without key",
+                "nats_tls_cert_file=/nonexistent/tls.pem",
+                "nats_tls_key_file: missing, but nats_tls_cert_file is set",
+            ),
+            (
+                "client key without certificate",
+                "nats_tls_key_file=/nonexistent/tls.key",
+                "nats_tls_cert_file: missing, but nats_tls_key_file is set",
+            ),
+            (
+                "missing CA file",
+                "nats_tls_ca_file=/nonexistent/ca.pem",
+                "nats_tls_ca_file: failed to read /nonexistent/ca.pem",
+            ),
+            (
+                "missing reply signing key",
+                "reply_signing_key_file=/nonexistent/reply-signing.key",
+                "reply_signing_key_file: failed to read /nonexistent/reply-signing.key",
+            ),
+            (
+                "WebSocket URL",
+                "nats_url=wss://127.0.0.1:443",
+                "nats_url: wss://127.0.0.1:443: WebSocket URLs are not supported",
             ),
             (
                 "zero DNS timeout",
@@ -1375,12 +1910,43 @@ mod tests {
                 ]
                 .contains(key)
             })
-            .chain(["nats_auth"])
+            .chain(["nats_auth", "reply_signing_public_key"])
             .collect();
         expected.sort_unstable();
         assert_eq!(keys, expected);
         assert_eq!(object["dns_timeout_seconds"], 2.0);
         assert_eq!(object["nameservers"][0], "system (/etc/resolv.conf)");
+    }
+
+    #[test]
+    fn servers_without_tls_are_listed() {
+        let cases: [(&str, &str, &[&str]); 6] = [
+            ("IPv4 loopback", "nats://127.0.0.1:4222", &[]),
+            ("IPv6 loopback", "nats://[::1]:4222", &[]),
+            ("localhost", "nats://LOCALHOST:4222", &[]),
+            ("tls scheme", "tls://nats.example:4222", &[]),
+            (
+                "remote host, password redacted",
+                "nats://worker:hunter2@nats.example:4222",
+                &["nats://worker:[redacted]@nats.example:4222"],
+            ),
+            (
+                "only the remote one of two",
+                "nats://127.0.0.1:4222,nats://192.0.2.10:4222",
+                &["nats://192.0.2.10:4222"],
+            ),
+        ];
+        for (name, urls, expected) in cases {
+            let mut config = load(&format!("{MINIMAL}nats_url={urls}\n"))
+                .unwrap_or_else(|error| panic!("{name}: rejected: {error}"));
+            assert_eq!(config.nats_servers_without_tls(), expected, "{name}");
+
+            config.nats_tls.ca_file = Some(PathBuf::from("/etc/mpic/ca.pem"));
+            assert!(
+                config.nats_servers_without_tls().is_empty(),
+                "{name}: listed although TLS is required"
+            );
+        }
     }
 
     #[test]

@@ -17,6 +17,15 @@
 //! Replies carry the [`PERSPECTIVE_HEADER`] like NATS replies, and a [`TRACE_HEADER`] on the
 //! request goes into the request's span.
 //!
+//! Signed replies: when the worker has a reply signing key and a check request carries
+//! [`REQUEST_ID_HEADER`], the response carries [`SIGNATURE_HEADER`], the Ed25519 signature over
+//! the perspective code, that request identifier and the exact response body bytes (see
+//! [`mpic_shared::signing`]), whatever the status. A request without the header gets an
+//! unsigned response, because the Python coordinator sends none. A coordinator that verifies
+//! signatures therefore has to reject unsigned responses itself. A header that cannot be
+//! signed for (not text, empty, longer than 128 bytes) is a 400 with issue type
+//! `invalid-request-id`, unsigned.
+//!
 //! Not handled here: TLS (terminate it in front of the worker) and authentication of callers.
 //! These endpoints are for deployments that keep perspectives on a private network; NATS with
 //! credentials is the transport for anything else.
@@ -31,18 +40,25 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use mpic_shared::request::CheckType;
+use mpic_shared::signing::{REQUEST_ID_HEADER, SIGNATURE_HEADER, validate_request_id};
 use mpic_shared::subject::{PERSPECTIVE_HEADER, TRACE_HEADER};
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tracing::{Instrument, debug};
+use tracing::{Instrument, debug, error, field};
 
-use crate::config::EffectiveConfig;
+use crate::config::{EffectiveConfig, ReplySigningKey};
 use crate::handler::{Checker, MAX_REQUEST_BYTES, request_body_problem};
 
-/// Builds the router of the HTTP endpoints.
-pub fn router(checker: Checker, effective_config: EffectiveConfig) -> Router {
+/// Builds the router of the HTTP endpoints. With `reply_signing`, check responses to requests
+/// that carry a request identifier are signed.
+pub fn router(
+    checker: Checker,
+    effective_config: EffectiveConfig,
+    reply_signing: Option<ReplySigningKey>,
+) -> Router {
     let state = AppState {
         checker,
+        reply_signing,
         configz: std::sync::Arc::new(Configz {
             app_version: env!("CARGO_PKG_VERSION"),
             config: effective_config,
@@ -71,6 +87,8 @@ pub async fn serve(
 #[derive(Clone)]
 struct AppState {
     checker: Checker,
+    /// Signs check responses when set.
+    reply_signing: Option<ReplySigningKey>,
     configz: std::sync::Arc<Configz>,
 }
 
@@ -117,22 +135,55 @@ async fn run_check(
         "http_request",
         route = %format_args!("/{check_type}"),
         trace_identifier = trace_identifier.as_deref(),
+        request_id = field::Empty,
     );
     async move {
-        let response = match read_body(headers, body).await {
+        let request_id = match signing_request_id(headers, state.reply_signing.is_some()) {
+            Ok(request_id) => request_id,
+            Err(problem) => {
+                debug!(%problem, "rejected a request identifier");
+                let body = validation_failed(INVALID_REQUEST_ID, problem);
+                return respond(body, state.checker.perspective_code(), None);
+            }
+        };
+        if let Some(request_id) = request_id {
+            tracing::Span::current().record("request_id", request_id);
+        }
+
+        let body = match read_body(headers, body).await {
             Ok(bytes) => match request_body_problem(check_type, &bytes) {
                 Some(problem) => rejected(problem),
                 None => {
                     let reply = state.checker.handle(check_type, &bytes).await;
-                    (StatusCode::OK, axum::Json(reply)).into_response()
+                    JsonBody::encode(StatusCode::OK, &reply)
                 }
             },
             Err(problem) => rejected(problem),
         };
-        with_perspective(response, state.checker.perspective_code())
+        let signer = state.reply_signing.as_ref().zip(request_id);
+        respond(body, state.checker.perspective_code(), signer)
     }
     .instrument(span)
     .await
+}
+
+/// Returns the request identifier to sign for: `None` when the worker does not sign or the
+/// request carries no [`REQUEST_ID_HEADER`]. A header that cannot be signed for is an error.
+fn signing_request_id(headers: &HeaderMap, signing: bool) -> Result<Option<&str>, String> {
+    let Some(value) = headers.get(REQUEST_ID_HEADER).filter(|_| signing) else {
+        return Ok(None);
+    };
+    let Ok(request_id) = value.to_str() else {
+        return Err(format!(
+            "the {REQUEST_ID_HEADER} header is not visible ASCII text"
+        ));
+    };
+    match validate_request_id(request_id) {
+        Ok(()) => Ok(Some(request_id)),
+        Err(error) => Err(format!(
+            "the {REQUEST_ID_HEADER} header cannot be signed for ({error}); send 1 to 128 bytes"
+        )),
+    }
 }
 
 /// Reads the body within [`BODY_READ_TIMEOUT`] and up to [`MAX_REQUEST_BYTES`].
@@ -160,29 +211,80 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes,
     }
 }
 
-fn rejected(problem: String) -> Response {
-    debug!(%problem, "rejected a request body");
-    validation_failed(problem)
+/// A response status and body, encoded once so that a signature covers exactly the bytes
+/// sent.
+struct JsonBody {
+    status: StatusCode,
+    bytes: Vec<u8>,
 }
 
-fn with_perspective(mut response: Response, perspective_code: &str) -> Response {
-    // Perspective codes are subject tokens (ASCII letters, digits, '-' and '_'), which are
-    // valid header values; a code that is not would only lose the header.
+impl JsonBody {
+    fn encode(status: StatusCode, value: &impl Serialize) -> JsonBody {
+        match serde_json::to_vec(value) {
+            Ok(bytes) => JsonBody { status, bytes },
+            Err(error) => {
+                // Replies and error bodies contain only strings, numbers, booleans and lists, so
+                // this would be a bug in those types.
+                error!(%error, "failed to encode a response body");
+                JsonBody {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    bytes: ENCODING_FAILED_BODY.to_vec(),
+                }
+            }
+        }
+    }
+}
+
+/// Builds a check route's response with the perspective header and, given a key and request
+/// identifier, the signature header.
+fn respond(
+    body: JsonBody,
+    perspective_code: &str,
+    signer: Option<(&ReplySigningKey, &str)>,
+) -> Response {
+    let signature = signer.and_then(
+        |(key, request_id)| match key.sign(request_id, &body.bytes) {
+            Ok(signature) => Some(signature),
+            Err(error) => {
+                // `signing_request_id` validated the identifier, the only input signing rejects.
+                error!(%error, "failed to sign the response");
+                None
+            }
+        },
+    );
+    let mut response = Response::new(Body::from(body.bytes));
+    *response.status_mut() = body.status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    // Perspective codes are subject tokens (ASCII letters, digits, '-' and '_') and
+    // signatures are base64, so both are valid header values. A value that is not would only
+    // lose its header.
     if let Ok(value) = HeaderValue::from_str(perspective_code) {
-        response.headers_mut().insert(PERSPECTIVE_HEADER, value);
+        headers.insert(PERSPECTIVE_HEADER, value);
+    }
+    if let Some(value) = signature.and_then(|signature| HeaderValue::from_str(&signature).ok()) {
+        headers.insert(SIGNATURE_HEADER, value);
     }
     response
 }
 
-fn validation_failed(message: String) -> Response {
+fn rejected(problem: String) -> JsonBody {
+    debug!(%problem, "rejected a request body");
+    validation_failed(INVALID_REQUEST_BODY, problem)
+}
+
+fn validation_failed(issue_type: &'static str, message: String) -> JsonBody {
     let body = ValidationFailed {
         error: REQUEST_VALIDATION_FAILED,
         validation_issues: vec![ValidationIssue {
-            issue_type: INVALID_REQUEST_BODY,
+            issue_type,
             message,
         }],
     };
-    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+    JsonBody::encode(StatusCode::BAD_REQUEST, &body)
 }
 
 async fn healthz() -> Response {
@@ -202,3 +304,9 @@ const REQUEST_VALIDATION_FAILED: &str = "request-validation-failed";
 
 /// The `issue_type` of a request body the worker cannot run.
 const INVALID_REQUEST_BODY: &str = "invalid-request-body";
+
+/// The `issue_type` of a request identifier the worker cannot sign for.
+const INVALID_REQUEST_ID: &str = "invalid-request-id";
+
+/// The body of a 500 when a response body could not be encoded.
+const ENCODING_FAILED_BODY: &[u8] = br#"{"error":"failed to encode the response"}"#;

@@ -74,7 +74,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             format!("failed to bind the HTTP endpoints to {address} (http_listen)")
         })?;
         info!(%address, "serving the HTTP endpoints");
-        let router = http_api::router(checker.clone(), config.effective());
+        let router = http_api::router(
+            checker.clone(),
+            config.effective(),
+            config.reply_signing.clone(),
+        );
         let stopped = wait_for_shutdown(shutdown.clone());
         servers.spawn(async move {
             http_api::serve(listener, router, stopped)
@@ -84,13 +88,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(nats) = &config.nats {
         let client_name = format!("mpic-worker {}", config.perspective_code);
-        let client = service::connect(nats, &client_name)
+        let client = service::connect_with_tls(nats, &config.nats_tls, &client_name)
             .await
             .context("failed to start the NATS service")?;
-        let nats_service =
-            service::NatsService::start(client, checker.clone(), &config.subject_prefix)
-                .await
-                .context("failed to start the NATS service")?;
+        let nats_service = service::NatsService::start(
+            client,
+            checker.clone(),
+            &config.subject_prefix,
+            config.reply_signing.clone(),
+        )
+        .await
+        .context("failed to start the NATS service")?;
         let stopped = wait_for_shutdown(shutdown.clone());
         servers.spawn(async move {
             nats_service
@@ -160,6 +168,19 @@ fn log_startup(config: &WorkerConfig, unknown_keys: &[String]) -> anyhow::Result
             standard_port = port_override.standard_port,
             standard = port_override.citation,
             "challenge port overridden; use this only for tests and private deployments"
+        );
+    }
+    for server in config.nats_servers_without_tls() {
+        warn!(
+            %server,
+            "TLS is not required for this NATS server, so messages may cross the network \
+             unencrypted: set nats_tls_ca_file or use a tls:// URL"
+        );
+    }
+    if config.nats.is_some() && config.reply_signing.is_none() {
+        warn!(
+            "reply_signing_key_file is unset: replies are not signed, so the coordinator cannot \
+             tell them from replies forged by another holder of NATS credentials"
         );
     }
     if config.address_policy == AddressPolicy::AllowNonPublic {

@@ -10,14 +10,24 @@
 //! without it. The request header [`TRACE_HEADER`] goes into the request's span. A message
 //! without a reply subject cannot be answered and is ignored.
 //!
+//! With a reply signing key ([`ReplySigningKey`]), every reply also carries
+//! [`SIGNATURE_HEADER`]: the Ed25519 signature over the perspective code, the request's
+//! [`REQUEST_ID_HEADER`] and the exact reply body bytes (see [`mpic_shared::signing`]). The
+//! reply does not repeat the request identifier: the coordinator verifies with the one it
+//! sent, so a reply recorded for another request never verifies. A request without a valid
+//! request identifier cannot be signed for. It gets a not-completed reply with error type
+//! [`error_type::INVALID_REQUEST`], unsigned and without running the check, because a
+//! coordinator that verifies signatures sends an identifier with every request.
+//!
 //! Shutdown drains instead of dropping work: when the shutdown future completes, both
 //! subscriptions are drained (the server stops sending, and messages already delivered to the
 //! client are still processed), the loop waits for every check in flight to reply, flushes the
 //! connection and closes it. Requests published after the drain reach other workers of the
 //! perspective, or get "no responders" when there are none.
 //!
-//! Not handled here: TLS client certificates and NKey seeds outside a credentials file, and
-//! reply signatures.
+//! [`connect_with_tls`] sets up the connection's credentials and TLS: with any TLS setting the
+//! client requires TLS, verifies the server against the configured CA bundle and presents the
+//! client certificate, so the server can authenticate the worker (mutual TLS).
 
 use std::future::Future;
 use std::time::Instant;
@@ -25,12 +35,14 @@ use std::time::Instant;
 use async_nats::{Client, ConnectOptions, Event, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
+use mpic_shared::reply::{CheckError, CheckResponse, error_type};
 use mpic_shared::request::CheckType;
+use mpic_shared::signing::{REQUEST_ID_HEADER, SIGNATURE_HEADER, validate_request_id};
 use mpic_shared::subject::{PERSPECTIVE_HEADER, QUEUE_GROUP, TRACE_HEADER, check_subject};
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, error, info, warn};
 
-use crate::config::{NatsAuth, NatsConfig};
+use crate::config::{NatsAuth, NatsConfig, NatsTls, ReplySigningKey};
 use crate::handler::{CheckPermit, Checker};
 
 /// A worker subscribed to its perspective's subjects, ready to [`run`](NatsService::run).
@@ -38,6 +50,8 @@ use crate::handler::{CheckPermit, Checker};
 pub struct NatsService {
     client: Client,
     checker: Checker,
+    /// Signs every reply when set.
+    reply_signing: Option<ReplySigningKey>,
     caa: Subscription,
     dcv: Subscription,
 }
@@ -64,10 +78,13 @@ pub enum ServiceError {
         source: std::io::Error,
     },
     /// No connection to any of the servers could be established.
-    #[error("failed to connect to NATS at {servers}")]
+    #[error("failed to connect to NATS at {servers} ({security})")]
     Connect {
         /// The configured server URLs, comma-separated, without passwords.
         servers: String,
+        /// The TLS settings and kind of credentials used, so that a handshake or
+        /// authorization failure can be traced to its setting.
+        security: String,
         /// The client's error.
         #[source]
         source: async_nats::ConnectError,
@@ -92,16 +109,30 @@ pub enum ServiceError {
     Flush(#[source] async_nats::client::FlushError),
 }
 
-/// Connects to NATS with the configured servers and credentials.
-///
-/// Connection events (disconnects, reconnects, slow consumers, server errors) are logged.
+/// Connects to NATS with the configured servers and credentials and no TLS settings, for
+/// callers that have none: TLS is then used only for `tls://` URLs or when the server demands
+/// it, and the system's root certificates verify the server.
 pub async fn connect(config: &NatsConfig, client_name: &str) -> Result<Client, ServiceError> {
-    let options = match &config.auth {
+    connect_with_tls(config, &NatsTls::default(), client_name).await
+}
+
+/// Connects to NATS with the configured servers, credentials and TLS settings.
+///
+/// With any TLS setting, TLS is required: a server that does not offer it fails the
+/// connection instead of receiving credentials in plain text. Connection events
+/// (disconnects, reconnects, slow consumers, server errors) are logged.
+pub async fn connect_with_tls(
+    config: &NatsConfig,
+    tls: &NatsTls,
+    client_name: &str,
+) -> Result<Client, ServiceError> {
+    let mut options = match &config.auth {
         NatsAuth::None => ConnectOptions::new(),
         NatsAuth::UserPassword { user, password } => {
             ConnectOptions::with_user_and_password(user.clone(), password.expose().to_owned())
         }
         NatsAuth::Token(token) => ConnectOptions::with_token(token.expose().to_owned()),
+        NatsAuth::NkeySeed { seed, .. } => ConnectOptions::with_nkey(seed.expose().to_owned()),
         NatsAuth::CredentialsFile(path) => ConnectOptions::with_credentials_file(path)
             .await
             .map_err(|source| ServiceError::CredentialsFile {
@@ -109,6 +140,15 @@ pub async fn connect(config: &NatsConfig, client_name: &str) -> Result<Client, S
                 source,
             })?,
     };
+    if let Some(ca_file) = &tls.ca_file {
+        options = options.add_root_certificates(ca_file.clone());
+    }
+    if let Some(client) = &tls.client_certificate {
+        options = options.add_client_certificate(client.cert_file.clone(), client.key_file.clone());
+    }
+    if tls.requires_tls() {
+        options = options.require_tls(true);
+    }
     let options = options
         .name(client_name)
         .event_callback(|event| async move {
@@ -120,18 +160,40 @@ pub async fn connect(config: &NatsConfig, client_name: &str) -> Result<Client, S
         .await
         .map_err(|source| ServiceError::Connect {
             servers: config.redacted_servers().join(","),
+            security: describe_security(&config.auth, tls),
             source,
         })
 }
 
+/// Describes the TLS settings and kind of credentials of a connection, without secrets.
+fn describe_security(auth: &NatsAuth, tls: &NatsTls) -> String {
+    if !tls.requires_tls() {
+        return format!("TLS not required; credentials: {}", auth.kind());
+    }
+    let roots = match &tls.ca_file {
+        Some(ca_file) => format!("server verified with {}", ca_file.display()),
+        None => "server verified with the system's root certificates".to_owned(),
+    };
+    let client = match &tls.client_certificate {
+        Some(client) => format!("client certificate {}", client.cert_file.display()),
+        None => "no client certificate".to_owned(),
+    };
+    format!(
+        "TLS required; {roots}; {client}; credentials: {}",
+        auth.kind()
+    )
+}
+
 impl NatsService {
-    /// Subscribes to the perspective's CAA and DCV subjects in the queue group.
+    /// Subscribes to the perspective's CAA and DCV subjects in the queue group. With
+    /// `reply_signing`, every reply is signed.
     ///
     /// Returns once both subscriptions have been sent to the server.
     pub async fn start(
         client: Client,
         checker: Checker,
         subject_prefix: &str,
+        reply_signing: Option<ReplySigningKey>,
     ) -> Result<NatsService, ServiceError> {
         let perspective = checker.perspective_code().to_owned();
         let caa = Subscription::open(&client, subject_prefix, &perspective, CheckType::Caa).await?;
@@ -145,11 +207,13 @@ impl NatsService {
             caa_subject = %caa.subject,
             dcv_subject = %dcv.subject,
             queue_group = QUEUE_GROUP,
+            signed_replies = reply_signing.is_some(),
             "subscribed to the perspective's subjects"
         );
         Ok(NatsService {
             client,
             checker,
+            reply_signing,
             caa,
             dcv,
         })
@@ -177,7 +241,13 @@ impl NatsService {
                 permit = self.checker.acquire(), if waiting.is_some() => {
                     if let Some(request) = waiting.take() {
                         let span = request.span();
-                        let task = serve(request, permit, self.client.clone(), self.checker.clone());
+                        let task = serve(
+                            request,
+                            permit,
+                            self.client.clone(),
+                            self.checker.clone(),
+                            self.reply_signing.clone(),
+                        );
                         tasks.spawn(task.instrument(span));
                     }
                 }
@@ -264,6 +334,7 @@ impl Subscription {
             subject: message.subject.to_string(),
             reply_subject: reply_subject.to_string(),
             trace_identifier: header_value(message.headers.as_ref(), TRACE_HEADER),
+            request_id: header_value(message.headers.as_ref(), REQUEST_ID_HEADER),
             payload: message.payload,
         }))
     }
@@ -275,6 +346,8 @@ struct Request {
     subject: String,
     reply_subject: String,
     trace_identifier: Option<String>,
+    /// The coordinator's identifier of this call, which a signature covers.
+    request_id: Option<String>,
     payload: Bytes,
 }
 
@@ -285,16 +358,36 @@ impl Request {
             "nats_request",
             subject = %self.subject,
             trace_identifier = self.trace_identifier.as_deref(),
+            request_id = self.request_id.as_deref(),
         )
     }
 }
 
-/// Runs one check and publishes its reply.
-async fn serve(request: Request, permit: CheckPermit, client: Client, checker: Checker) {
+/// Runs one check and publishes its reply, signed when the worker has a signing key.
+async fn serve(
+    request: Request,
+    permit: CheckPermit,
+    client: Client,
+    checker: Checker,
+    reply_signing: Option<ReplySigningKey>,
+) {
     let started = Instant::now();
-    let reply = checker
-        .handle_with_permit(permit, request.check_type, &request.payload)
-        .await;
+    let (reply, signer) = match signer_for(reply_signing.as_ref(), request.request_id.as_deref()) {
+        Ok(signer) => {
+            let reply = checker
+                .handle_with_permit(permit, request.check_type, &request.payload)
+                .await;
+            (reply, signer)
+        }
+        Err(problem) => {
+            debug!(%problem, "rejected a request that cannot be signed for");
+            let error = CheckError::new(error_type::INVALID_REQUEST, problem);
+            (
+                CheckResponse::not_completed(request.check_type, None, error),
+                None,
+            )
+        }
+    };
     let body = match serde_json::to_vec(&reply) {
         Ok(body) => body,
         Err(error) => {
@@ -307,6 +400,14 @@ async fn serve(request: Request, permit: CheckPermit, client: Client, checker: C
 
     let mut headers = HeaderMap::new();
     headers.insert(PERSPECTIVE_HEADER, checker.perspective_code());
+    if let Some((key, request_id)) = signer {
+        match key.sign(request_id, &body) {
+            Ok(signature) => headers.insert(SIGNATURE_HEADER, signature.as_str()),
+            // `signer_for` validated the identifier, the only input signing rejects. A
+            // coordinator that verifies signatures rejects the unsigned reply.
+            Err(error) => error!(%error, "failed to sign the check reply"),
+        }
+    }
     let published = client
         .publish_with_headers(request.reply_subject, headers, Bytes::from(body))
         .await;
@@ -319,6 +420,31 @@ async fn serve(request: Request, permit: CheckPermit, client: Client, checker: C
         // completed; the worker itself keeps serving.
         Err(error) => warn!(%error, "failed to publish the check reply"),
     }
+}
+
+/// Returns the key and request identifier to sign the reply with, or `None` when the worker
+/// does not sign. A signing worker needs a valid request identifier. Without one this returns
+/// the problem, which becomes the reply's error message.
+fn signer_for<'a>(
+    reply_signing: Option<&'a ReplySigningKey>,
+    request_id: Option<&'a str>,
+) -> Result<Option<(&'a ReplySigningKey, &'a str)>, String> {
+    let Some(key) = reply_signing else {
+        return Ok(None);
+    };
+    let Some(request_id) = request_id else {
+        return Err(format!(
+            "the request has no {REQUEST_ID_HEADER} header; this perspective signs its replies \
+             and needs the request identifier to sign"
+        ));
+    };
+    if let Err(error) = validate_request_id(request_id) {
+        return Err(format!(
+            "the {REQUEST_ID_HEADER} header cannot be signed for ({error}); send 1 to 128 bytes \
+             without NUL"
+        ));
+    }
+    Ok(Some((key, request_id)))
 }
 
 fn header_value(headers: Option<&HeaderMap>, name: &str) -> Option<String> {

@@ -2,21 +2,24 @@
 //! checks.
 //!
 //! Requests are written as raw HTTP/1.1 with `Connection: close`, so the tests read exactly the
-//! status line, headers and body the server sends.
+//! status line, headers and body the server sends, which signatures cover byte for byte.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
 use mpic_shared::dcv::ValidationMethod;
 use mpic_shared::reply::{CheckDetails, CheckResponse};
 use mpic_shared::request::CheckType;
+use mpic_shared::signing::{REQUEST_ID_HEADER, ReplyVerifier, SIGNATURE_HEADER};
 use mpic_shared::subject::PERSPECTIVE_HEADER;
 use mpic_testkit::alpn::{AlpnPolicy, AlpnServer};
 use mpic_testkit::dns::{Behavior, TestDns, Zone};
 use mpic_testkit::http::{ChallengeServer, Reply, Routes};
 use mpic_testkit::tls::{AcmeTlsAlpnCertificate, key_authorization_digest};
-use mpic_worker::config::{NatsAuth, NatsConfig, Secret, WorkerConfig};
+use mpic_worker::config::{NatsAuth, NatsConfig, ReplySigningKey, Secret, WorkerConfig};
 use mpic_worker::fetch::AddressPolicy;
 use mpic_worker::handler::{Checker, MAX_REQUEST_BYTES};
 use mpic_worker::http_api;
@@ -71,7 +74,7 @@ impl Endpoints {
             .expect("bind loopback");
         let addr = listener.local_addr().expect("listener address");
         let checker = Checker::new(config).expect("checker builds");
-        let router = http_api::router(checker, config.effective());
+        let router = http_api::router(checker, config.effective(), config.reply_signing.clone());
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(http_api::serve(listener, router, async {
             // A dropped sender stops the server too.
@@ -612,4 +615,180 @@ async fn shutdown_finishes_request_in_progress() {
         reply.errors
     );
     assert!(reply.check_passed, "slow check not passed: {reply:?}");
+}
+
+#[tokio::test]
+async fn signed_responses_verify_only_for_their_request() {
+    let dns = TestDns::start(zones()).await;
+    let keys = TempDirectory::new("signed-http");
+    let (signing_key, public_pem) = reply_signing_key(&keys);
+    let mut config = worker_config(dns.addr());
+    config.reply_signing = Some(signing_key);
+    let endpoints = Endpoints::start(&config).await;
+
+    let verifier =
+        ReplyVerifier::from_pems(PERSPECTIVE, [public_pem.as_str()]).expect("public key parses");
+    let other_perspective =
+        ReplyVerifier::from_pems("us-east-1", [public_pem.as_str()]).expect("public key parses");
+    let cases = [
+        ("passed check", caa_body("example.test"), 200),
+        ("malformed body", b"{}".to_vec(), 400),
+    ];
+    for (index, (name, body, status)) in cases.into_iter().enumerate() {
+        let request_id = format!("request-{index}");
+        let response = send(
+            endpoints.addr,
+            "POST",
+            "/caa",
+            &format!("{REQUEST_ID_HEADER}: {request_id}\r\n"),
+            &body,
+        )
+        .await;
+        assert_eq!(response.status, status, "{name}: status");
+        assert_eq!(
+            response.header(PERSPECTIVE_HEADER),
+            Some(PERSPECTIVE),
+            "{name}: perspective header"
+        );
+        let signature = response.header(SIGNATURE_HEADER);
+        assert!(signature.is_some(), "{name}: response is not signed");
+
+        let verified = verifier.verify(&request_id, &response.body, signature);
+        assert!(verified.is_ok(), "{name}: signature rejected: {verified:?}");
+        assert!(
+            verifier
+                .verify("request-other", &response.body, signature)
+                .is_err(),
+            "{name}: verified for another request id"
+        );
+        assert!(
+            other_perspective
+                .verify(&request_id, &response.body, signature)
+                .is_err(),
+            "{name}: verified as another perspective"
+        );
+    }
+
+    let configz = send(endpoints.addr, "GET", "/configz", "", b"").await;
+    let public_key_body: String = public_pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    assert_eq!(
+        configz.json()["reply_signing_public_key"],
+        public_key_body.as_str(),
+        "configz public key"
+    );
+
+    endpoints.stop().await;
+}
+
+#[tokio::test]
+async fn request_ids_that_cannot_be_signed_for() {
+    let dns = TestDns::start(zones()).await;
+    let keys = TempDirectory::new("signed-http-ids");
+    let (signing_key, _) = reply_signing_key(&keys);
+    let mut signing_config = worker_config(dns.addr());
+    signing_config.reply_signing = Some(signing_key);
+    let signing = Endpoints::start(&signing_config).await;
+    let unsigned = Endpoints::start(&worker_config(dns.addr())).await;
+
+    let too_long = format!("{REQUEST_ID_HEADER}: {}\r\n", "x".repeat(129));
+    let not_ascii = format!("{REQUEST_ID_HEADER}: caf\u{e9}\r\n");
+    let with_id = format!("{REQUEST_ID_HEADER}: request-1\r\n");
+    // (case name, endpoints, extra request headers, expected status)
+    let cases = [
+        (
+            "no header: unsigned for old coordinators",
+            &signing,
+            "",
+            200,
+        ),
+        ("id too long", &signing, too_long.as_str(), 400),
+        ("id not ASCII", &signing, not_ascii.as_str(), 400),
+        ("worker without key", &unsigned, with_id.as_str(), 200),
+    ];
+    for (name, endpoints, extra_headers, status) in cases {
+        dns.clear_queries();
+        let response = send(
+            endpoints.addr,
+            "POST",
+            "/caa",
+            extra_headers,
+            &caa_body("example.test"),
+        )
+        .await;
+
+        assert_eq!(response.status, status, "{name}: status");
+        assert_eq!(
+            response.header(SIGNATURE_HEADER),
+            None,
+            "{name}: response is signed"
+        );
+        assert_eq!(
+            response.header(PERSPECTIVE_HEADER),
+            Some(PERSPECTIVE),
+            "{name}: perspective header"
+        );
+        if status == 200 {
+            assert!(
+                response.check_response().check_passed,
+                "{name}: check not passed"
+            );
+            continue;
+        }
+        let json = response.json();
+        assert_eq!(
+            json["validation_issues"][0]["issue_type"], "invalid-request-id",
+            "{name}: issue type"
+        );
+        assert_eq!(
+            dns.query_count_for("example.test.", RecordType::CAA),
+            0,
+            "{name}: the check ran"
+        );
+    }
+
+    signing.stop().await;
+    unsigned.stop().await;
+}
+
+/// Generates an Ed25519 key, writes it as PKCS#8 PEM into `directory` and returns it loaded
+/// for [`PERSPECTIVE`], with its public key in SubjectPublicKeyInfo PEM.
+fn reply_signing_key(directory: &TempDirectory) -> (ReplySigningKey, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("generate Ed25519 key");
+    let file = directory.write("reply-signing.key", &key.serialize_pem());
+    let signing_key = ReplySigningKey::from_file(&file, PERSPECTIVE).expect("key file loads");
+    (signing_key, key.public_key_pem())
+}
+
+/// A directory under the system temporary directory, removed on drop.
+struct TempDirectory {
+    path: PathBuf,
+}
+
+impl TempDirectory {
+    fn new(name: &str) -> TempDirectory {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "mpic-worker-{name}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create temporary directory");
+        TempDirectory { path }
+    }
+
+    fn write(&self, file_name: &str, contents: &str) -> PathBuf {
+        let path = self.path.join(file_name);
+        std::fs::write(&path, contents).expect("write temporary file");
+        path
+    }
+}
+
+impl Drop for TempDirectory {
+    fn drop(&mut self) {
+        // A directory left behind holds only test keys and is harmless.
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }

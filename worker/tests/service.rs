@@ -4,23 +4,28 @@
 //! two workers of the perspective `us-east-1` and sends requests the way the coordinator does.
 //! CAA checks make the requests real: `example.test` permits `ca.example`, and the DNS server
 //! delays the CAA response of `slow.example.test`, so that a check lasts as long as a test needs.
+//! Signed replies are verified with the coordinator's `ReplyVerifier` and a key generated per
+//! test.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use async_nats::{Client, HeaderMap, RequestErrorKind};
+use async_nats::{Client, HeaderMap, Message, RequestErrorKind};
 use bytes::Bytes;
 use hickory_proto::rr::RecordType;
 use mpic_shared::dcv::ValidationMethod;
 use mpic_shared::reply::{CheckDetails, CheckResponse, error_type};
 use mpic_shared::request::CheckType;
+use mpic_shared::signing::{REQUEST_ID_HEADER, ReplyVerifier, SIGNATURE_HEADER};
 use mpic_shared::subject::{PERSPECTIVE_HEADER, TRACE_HEADER, check_subject};
 use mpic_testkit::alpn::{AlpnPolicy, AlpnServer};
 use mpic_testkit::dns::{Behavior, TestDns, Zone};
 use mpic_testkit::http::{ChallengeServer, Reply, Routes};
 use mpic_testkit::nats::{NatsConfig as ServerConfig, NatsServer};
 use mpic_testkit::tls::{AcmeTlsAlpnCertificate, key_authorization_digest};
-use mpic_worker::config::{NatsAuth, NatsConfig, Secret, WorkerConfig};
+use mpic_worker::config::{NatsAuth, NatsConfig, ReplySigningKey, Secret, WorkerConfig};
 use mpic_worker::fetch::AddressPolicy;
 use mpic_worker::handler::Checker;
 use mpic_worker::resolver::NameServers;
@@ -75,13 +80,18 @@ impl RunningWorker {
     /// it registered the subscriptions.
     async fn start(config: &WorkerConfig) -> RunningWorker {
         let nats = config.nats.as_ref().expect("test configs use NATS");
-        let client = service::connect(nats, "test worker")
+        let client = service::connect_with_tls(nats, &config.nats_tls, "test worker")
             .await
             .expect("worker connects");
         let checker = Checker::new(config).expect("checker builds");
-        let service = NatsService::start(client.clone(), checker, &config.subject_prefix)
-            .await
-            .expect("worker subscribes");
+        let service = NatsService::start(
+            client.clone(),
+            checker,
+            &config.subject_prefix,
+            config.reply_signing.clone(),
+        )
+        .await
+        .expect("worker subscribes");
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(service.run(async {
             // A dropped sender stops the worker too.
@@ -660,5 +670,202 @@ async fn wait_until(what: &str, condition: impl Fn() -> bool) {
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn signed_replies_verify_only_for_their_request() {
+    let nats = NatsServer::start();
+    let dns = TestDns::start(zones()).await;
+    let keys = TempDirectory::new("signed-nats");
+    let (signing_key, public_pem) = reply_signing_key(&keys);
+    let mut config = worker_config(&nats, dns.addr(), 4);
+    config.reply_signing = Some(signing_key);
+    let worker = RunningWorker::start(&config).await;
+    let client = coordinator(&nats).await;
+
+    let verifier =
+        ReplyVerifier::from_pems(PERSPECTIVE, [public_pem.as_str()]).expect("public key parses");
+    let other_perspective =
+        ReplyVerifier::from_pems("eu-west-1", [public_pem.as_str()]).expect("public key parses");
+    let cases = [
+        ("passed check", caa_request("example.test"), true),
+        ("malformed request", "{}".to_owned(), false),
+    ];
+    for (index, (name, body, completed)) in cases.into_iter().enumerate() {
+        let request_id = format!("request-{index}");
+        let message = call_with_request_id(&client, &body, Some(&request_id)).await;
+        let reply: CheckResponse =
+            serde_json::from_slice(&message.payload).expect("reply is a CheckResponse");
+        assert_eq!(reply.check_completed, completed, "{name}: completed");
+        assert_eq!(
+            header(&message, PERSPECTIVE_HEADER).as_deref(),
+            Some(PERSPECTIVE),
+            "{name}: perspective header"
+        );
+        let signature = header(&message, SIGNATURE_HEADER);
+        assert!(signature.is_some(), "{name}: reply is not signed");
+        let signature = signature.as_deref();
+
+        let verified = verifier.verify(&request_id, &message.payload, signature);
+        assert!(verified.is_ok(), "{name}: signature rejected: {verified:?}");
+        assert!(
+            verifier
+                .verify("request-other", &message.payload, signature)
+                .is_err(),
+            "{name}: verified for another request id"
+        );
+        assert!(
+            other_perspective
+                .verify(&request_id, &message.payload, signature)
+                .is_err(),
+            "{name}: verified as another perspective"
+        );
+        let mut changed = message.payload.to_vec();
+        changed.push(b' ');
+        assert!(
+            verifier.verify(&request_id, &changed, signature).is_err(),
+            "{name}: verified a changed body"
+        );
+    }
+
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn signing_worker_rejects_requests_without_usable_id() {
+    let nats = NatsServer::start();
+    let dns = TestDns::start(zones()).await;
+    let keys = TempDirectory::new("signed-nats-no-id");
+    let (signing_key, _) = reply_signing_key(&keys);
+    let mut config = worker_config(&nats, dns.addr(), 4);
+    config.reply_signing = Some(signing_key);
+    let worker = RunningWorker::start(&config).await;
+    let client = coordinator(&nats).await;
+    dns.clear_queries();
+
+    let too_long = "x".repeat(129);
+    let cases = [
+        ("no request id", None),
+        ("request id too long", Some(too_long.as_str())),
+    ];
+    for (name, request_id) in cases {
+        let message = call_with_request_id(&client, &caa_request("example.test"), request_id).await;
+        let reply: CheckResponse =
+            serde_json::from_slice(&message.payload).expect("reply is a CheckResponse");
+
+        assert!(!reply.check_completed, "{name}: completed");
+        assert!(!reply.check_passed, "{name}: passed");
+        assert_eq!(
+            first_error_type(&reply),
+            Some(error_type::INVALID_REQUEST),
+            "{name}: error type"
+        );
+        let message_text = &reply.errors.as_ref().expect("errors are present")[0].error_message;
+        assert!(
+            message_text.contains(REQUEST_ID_HEADER),
+            "{name}: message {message_text:?} does not name the header"
+        );
+        assert_eq!(
+            header(&message, SIGNATURE_HEADER),
+            None,
+            "{name}: reply is signed"
+        );
+        assert_eq!(
+            header(&message, PERSPECTIVE_HEADER).as_deref(),
+            Some(PERSPECTIVE),
+            "{name}: perspective header"
+        );
+    }
+    assert_eq!(
+        dns.query_count_for("example.test.", RecordType::CAA),
+        0,
+        "a request that cannot be signed for ran its check"
+    );
+
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn worker_without_key_replies_unsigned() {
+    let nats = NatsServer::start();
+    let dns = TestDns::start(zones()).await;
+    let worker = RunningWorker::start(&worker_config(&nats, dns.addr(), 4)).await;
+    let client = coordinator(&nats).await;
+
+    let message =
+        call_with_request_id(&client, &caa_request("example.test"), Some("request-1")).await;
+    let reply: CheckResponse =
+        serde_json::from_slice(&message.payload).expect("reply is a CheckResponse");
+
+    assert!(reply.check_passed, "check not passed: {reply:?}");
+    assert_eq!(header(&message, SIGNATURE_HEADER), None, "reply is signed");
+
+    worker.stop().await;
+}
+
+/// Sends one CAA request with an optional request id and returns the raw reply.
+async fn call_with_request_id(client: &Client, body: &str, request_id: Option<&str>) -> Message {
+    let subject = check_subject("mpic", PERSPECTIVE, CheckType::Caa);
+    let mut headers = HeaderMap::new();
+    headers.insert(TRACE_HEADER, "trace-service-test");
+    if let Some(request_id) = request_id {
+        headers.insert(REQUEST_ID_HEADER, request_id);
+    }
+    let request = async_nats::Request::new()
+        .payload(Bytes::from(body.to_owned()))
+        .headers(headers)
+        .timeout(Some(REPLY_TIMEOUT));
+    client
+        .send_request(subject, request)
+        .await
+        .expect("request is answered")
+}
+
+fn header(message: &Message, name: &str) -> Option<String> {
+    message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(name))
+        .map(|value| value.as_str().to_owned())
+}
+
+/// Generates an Ed25519 key, writes it as PKCS#8 PEM into `directory` and returns it loaded
+/// for [`PERSPECTIVE`], with its public key in SubjectPublicKeyInfo PEM.
+fn reply_signing_key(directory: &TempDirectory) -> (ReplySigningKey, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("generate Ed25519 key");
+    let file = directory.write("reply-signing.key", &key.serialize_pem());
+    let signing_key = ReplySigningKey::from_file(&file, PERSPECTIVE).expect("key file loads");
+    (signing_key, key.public_key_pem())
+}
+
+/// A directory under the system temporary directory, removed on drop.
+struct TempDirectory {
+    path: PathBuf,
+}
+
+impl TempDirectory {
+    fn new(name: &str) -> TempDirectory {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "mpic-worker-{name}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create temporary directory");
+        TempDirectory { path }
+    }
+
+    fn write(&self, file_name: &str, contents: &str) -> PathBuf {
+        let path = self.path.join(file_name);
+        std::fs::write(&path, contents).expect("write temporary file");
+        path
+    }
+}
+
+impl Drop for TempDirectory {
+    fn drop(&mut self) {
+        // A directory left behind holds only test keys and is harmless.
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
