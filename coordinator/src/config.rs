@@ -20,10 +20,18 @@
 //! | `nats_url` | URL list | required with NATS perspectives | NATS server(s), comma-separated (`nats://`, `tls://`). |
 //! | `nats_user`, `nats_password` | text | unset | NATS user and password (both or neither). |
 //! | `nats_token` | text | unset | NATS authentication token. |
-//! | `nats_credentials_file` | path | unset | NATS `.creds` file (user JWT and NKey seed). |
+//! | `nats_nkey_seed_file` | path | unset | File holding an NKey user seed (`SU...`). |
+//! | `nats_creds_file` (alias `nats_credentials_file`) | path | unset | NATS `.creds` file (user JWT and NKey seed). |
+//! | `nats_tls_ca_file` | path | unset: system roots | PEM CA bundle that verifies the NATS server. |
+//! | `nats_tls_cert_file`, `nats_tls_key_file` | paths | unset | PEM client certificate and key for mutual TLS (both or neither). |
+//! | `reply_signatures` | `required` or `off` | `required` | Whether perspective replies must carry a valid signature. |
+//! | `reply_verification_keys_dir` | path | unset | Directory of the perspectives' Ed25519 public keys (`<code>.pub`, `<code>.<suffix>.pub`); required with NATS perspectives unless `reply_signatures=off`. |
+//! | `api_keys_file` | path | unset | API keys of the REST API, one per line (`#` comments). |
+//! | `api_keys` | text list | unset | API keys, comma-separated, for the environment. |
+//! | `allow_unauthenticated_api` | boolean | `false` | Let a coordinator without API keys listen on a non-loopback address, for deployments that authenticate callers in a proxy. |
 //! | `subject_prefix` | subject | `mpic` | First tokens of every perspective subject. |
 //! | `perspective_catalogue` | path | `available_perspectives.yaml` | The catalogue; relative paths start at the configuration file's directory (the working directory without a file). |
-//! | `listen_address` | address:port | `127.0.0.1:8080` | Where the REST API listens; loopback unless a deployment opens it. |
+//! | `listen_address` | address:port | `127.0.0.1:8080` | Where the REST API listens; a non-loopback address needs API keys. |
 //! | `request_timeout_seconds` | seconds | see [`CoordinatorConfig::request_timeout`] | Deadline for a whole `POST /mpic` request. |
 //! | `log_format` | `text` or `json` | `text` | Log line format. |
 //! | `log_level` | filter | `info` | `tracing` filter directives, e.g. `info,mpic_coordinator=debug`. |
@@ -39,9 +47,31 @@
 //! the file; without a file the environment alone is read. Keys the coordinator does not know are reported as warnings, because existing
 //! deployments carry keys of other services.
 //!
-//! At most one kind of NATS credentials may be set; they are the worker's keys with the same
-//! meaning. Not handled here: NATS TLS client certificates and private root certificates, and
-//! reloading the configuration while running.
+//! The NATS keys are the worker's, with the same meaning: at most one kind of
+//! credentials may be set, and any `nats_tls_*` key makes TLS required. Paths other than
+//! `perspective_catalogue` are used as given, relative to the working directory. Every file
+//! named by a key is read and checked here, so a missing or malformed file stops the start
+//! with an error naming the key.
+//!
+//! Secure defaults, each with a way out that is logged as a warning at startup:
+//! - Reply signatures are required ([`ReplySignatures`], see [`reply_keys`] for generating
+//!   and rotating keys). Every NATS perspective needs a public key, or the start fails naming
+//!   it. HTTP perspectives are verified when they have a key and are otherwise accepted
+//!   unsigned, because the seed deployment's Python checkers cannot sign. In-process
+//!   perspectives need no key.
+//! - The REST API needs an API key (see [`crate::api::auth`]) whenever it listens on a
+//!   non-loopback address, unless `allow_unauthenticated_api=true`.
+//!
+//! Not handled here: reloading the configuration or the keys while running.
+
+mod api_keys;
+mod nats;
+pub mod reply_keys;
+#[cfg(test)]
+mod test_files;
+
+pub use api_keys::MIN_API_KEY_LENGTH;
+pub use reply_keys::{ReplySignatures, ReplyVerificationKeys};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -57,8 +87,9 @@ use mpic_shared::catalogue::{Catalogue, CatalogueError, Rir};
 use mpic_shared::subject::{
     DEFAULT_SUBJECT_PREFIX, is_valid_subject_prefix, is_valid_subject_token,
 };
-use mpic_worker::config::{NatsAuth, NatsConfig, Secret};
+use mpic_worker::config::{NatsAuth, NatsConfig, NatsTls};
 
+use crate::api::auth::ApiKeys;
 use crate::orchestration::{HashSecret, OrchestrationSettings, Orchestrator, SetupError};
 use reqwest::Url;
 use serde::Deserialize;
@@ -88,11 +119,29 @@ pub struct CoordinatorConfig {
     /// (`http_client_keepalive_timeout_seconds`). Default: [`DEFAULT_HTTP_POOL_IDLE_TIMEOUT`].
     pub http_pool_idle_timeout: Duration,
     /// NATS servers and credentials (`nats_url`, `nats_user`, `nats_password`, `nats_token`,
-    /// `nats_credentials_file`). Set whenever a perspective uses NATS.
+    /// `nats_nkey_seed_file`, `nats_creds_file`). Set whenever a perspective uses NATS.
     pub nats: Option<NatsConfig>,
+    /// TLS settings of the NATS connection (`nats_tls_ca_file`, `nats_tls_cert_file`,
+    /// `nats_tls_key_file`). Any of them makes TLS required. Default: none, so TLS is used for
+    /// `tls://` URLs or when the server demands it.
+    pub nats_tls: NatsTls,
+    /// Whether replies must be signed (`reply_signatures`). Default: required.
+    pub reply_signatures: ReplySignatures,
+    /// The perspectives' public keys (`reply_verification_keys_dir`). Default: none, which
+    /// validation accepts only without NATS perspectives or with `reply_signatures=off`.
+    pub reply_verification_keys: ReplyVerificationKeys,
+    /// The keys callers must present (`api_keys_file` and `api_keys`). Default: none, and the
+    /// API is open, which validation accepts only on a loopback `listen_address` or with
+    /// `allow_unauthenticated_api`.
+    pub api_keys: Option<ApiKeys>,
+    /// Whether a coordinator without API keys may listen on a non-loopback address
+    /// (`allow_unauthenticated_api`). Default: false.
+    pub allow_unauthenticated_api: bool,
     /// Prefix of the perspective subjects (`subject_prefix`). Default: `mpic`.
     pub subject_prefix: String,
     /// Socket address of the REST API (`listen_address`). Default: [`DEFAULT_LISTEN_ADDRESS`].
+    /// A non-loopback address needs API keys or `allow_unauthenticated_api`; change it with
+    /// [`CoordinatorConfig::override_listen_address`], which checks that again.
     pub listen_address: SocketAddr,
     /// Deadline for one whole `POST /mpic` request (`request_timeout_seconds`). It is always
     /// longer than `perspective_timeout` times the most attempts a request can make:
@@ -236,6 +285,21 @@ pub enum ConfigError {
         /// What is wrong and what is expected.
         reason: String,
     },
+    /// A file named by a key (certificate, key, credentials, key directory) could not be read.
+    #[error("{key}: failed to read {path}: {source}")]
+    ReadSettingFile {
+        /// The key that names the file.
+        key: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The worker crate rejected a NATS setting it reads for both binaries, such as
+    /// `nats_nkey_seed_file`. The message starts with the key.
+    #[error(transparent)]
+    Worker(mpic_worker::config::ConfigError),
 }
 
 /// Something in the configuration that works but deserves an operator's attention.
@@ -255,6 +319,39 @@ pub enum ConfigWarning {
         /// The endpoint, without credentials.
         url: String,
     },
+    /// A NATS server on a non-loopback host reached without required TLS, for the same
+    /// reason as [`ConfigWarning::PlaintextEndpoint`].
+    NatsWithoutTls {
+        /// The server URL, password redacted.
+        server: String,
+    },
+    /// `reply_signatures=off`: any holder of NATS credentials can reply on behalf of any
+    /// perspective.
+    ReplySignaturesOff,
+    /// HTTP perspectives without a public key, whose responses are accepted unsigned.
+    UnsignedHttpPerspectives {
+        /// The perspective codes.
+        perspectives: Vec<String>,
+    },
+    /// A file in `reply_verification_keys_dir` that was skipped.
+    IgnoredKeyFile {
+        /// The file.
+        path: String,
+        /// The reason the file was skipped.
+        reason: &'static str,
+    },
+    /// The REST API listens on a non-loopback address without API keys, because
+    /// `allow_unauthenticated_api` is set.
+    UnauthenticatedApi {
+        /// The listen address.
+        listen_address: SocketAddr,
+    },
+    /// `default_perspective_count` is below the five remote perspectives that BR §3.2.2.9
+    /// requires from 2026-12-15.
+    FewPerspectives {
+        /// The configured default count.
+        default_perspective_count: usize,
+    },
 }
 
 impl fmt::Display for ConfigWarning {
@@ -268,6 +365,38 @@ impl fmt::Display for ConfigWarning {
                 "perspectives: {perspective} is called over plain HTTP ({url}); the Baseline \
                  Requirements need an authenticated and encrypted channel, so put TLS in front \
                  of it"
+            ),
+            ConfigWarning::NatsWithoutTls { server } => write!(
+                f,
+                "nats_url: TLS is not required for {server}, so checks and replies may cross the \
+                 network unencrypted; set nats_tls_ca_file or use a tls:// URL"
+            ),
+            ConfigWarning::ReplySignaturesOff => f.write_str(
+                "reply_signatures: off, so replies are not verified and anyone holding NATS \
+                 credentials can answer for any perspective; use this only for tests",
+            ),
+            ConfigWarning::UnsignedHttpPerspectives { perspectives } => write!(
+                f,
+                "reply_verification_keys_dir: no public key for the HTTP perspective(s) {}, so \
+                 their responses are accepted unsigned",
+                perspectives.join(", ")
+            ),
+            ConfigWarning::IgnoredKeyFile { path, reason } => {
+                write!(f, "reply_verification_keys_dir: ignored {path}: {reason}")
+            }
+            ConfigWarning::UnauthenticatedApi { listen_address } => write!(
+                f,
+                "allow_unauthenticated_api: the REST API listens on {listen_address} without API \
+                 keys; anyone who reaches it can request validations unless a proxy in front \
+                 authenticates callers"
+            ),
+            ConfigWarning::FewPerspectives {
+                default_perspective_count,
+            } => write!(
+                f,
+                "default_perspective_count: {default_perspective_count} is below 5; from \
+                 2026-12-15 the Baseline Requirements (section 3.2.2.9) require at least five \
+                 remote network perspectives"
             ),
         }
     }
@@ -285,7 +414,17 @@ pub const KNOWN_KEYS: &[&str] = &[
     "nats_user",
     "nats_password",
     "nats_token",
+    "nats_nkey_seed_file",
+    "nats_creds_file",
     "nats_credentials_file",
+    "nats_tls_ca_file",
+    "nats_tls_cert_file",
+    "nats_tls_key_file",
+    "reply_signatures",
+    "reply_verification_keys_dir",
+    "api_keys_file",
+    "api_keys",
+    "allow_unauthenticated_api",
     "subject_prefix",
     "perspective_catalogue",
     "listen_address",
@@ -349,17 +488,39 @@ impl CoordinatorConfig {
         let perspectives = parse_perspectives(conf.require("perspectives")?, &catalogue)?;
         warnings.extend(plaintext_endpoints(&perspectives));
         let default_perspective_count = default_perspective_count(conf, &perspectives)?;
+        if default_perspective_count < BR_MIN_REMOTE_PERSPECTIVES {
+            warnings.push(ConfigWarning::FewPerspectives {
+                default_perspective_count,
+            });
+        }
         let hash_secret = hash_secret(conf)?;
         let absolute_max_attempts = absolute_max_attempts(conf)?;
         let perspective_timeout =
             seconds(conf, "http_client_timeout_seconds")?.unwrap_or(DEFAULT_PERSPECTIVE_TIMEOUT);
         let http_pool_idle_timeout = seconds(conf, "http_client_keepalive_timeout_seconds")?
             .unwrap_or(DEFAULT_HTTP_POOL_IDLE_TIMEOUT);
-        let nats = nats_config(conf, &perspectives)?;
+        let uses_nats = perspectives
+            .iter()
+            .any(|p| p.endpoint == PerspectiveEndpoint::Nats);
+        let (nats, nats_tls) = nats::nats_settings(conf, uses_nats)?;
+        if let Some(nats) = &nats {
+            warnings.extend(nats::unencrypted_servers(nats, &nats_tls));
+        }
+        let (reply_signatures, reply_verification_keys) =
+            reply_verification(conf, &perspectives, &mut warnings)?;
         let subject_prefix = subject_prefix(conf)?;
         let listen_address = conf
             .parse_value("listen_address")?
             .unwrap_or(DEFAULT_LISTEN_ADDRESS);
+        let api_keys = api_keys::api_keys(conf)?;
+        let allow_unauthenticated_api = conf
+            .parse_bool("allow_unauthenticated_api")?
+            .unwrap_or(false);
+        warnings.extend(api_keys::check_api_exposure(
+            listen_address,
+            api_keys.as_ref(),
+            allow_unauthenticated_api,
+        )?);
         let request_timeout = request_timeout(
             seconds(conf, "request_timeout_seconds")?,
             perspective_timeout,
@@ -378,6 +539,11 @@ impl CoordinatorConfig {
             perspective_timeout,
             http_pool_idle_timeout,
             nats,
+            nats_tls,
+            reply_signatures,
+            reply_verification_keys,
+            api_keys,
+            allow_unauthenticated_api,
             subject_prefix,
             listen_address,
             request_timeout,
@@ -388,16 +554,34 @@ impl CoordinatorConfig {
         Ok((config, warnings))
     }
 
+    /// Replaces the listen address (the `--listen` argument) and checks again that an API
+    /// without keys stays on loopback. Returns the warning when `allow_unauthenticated_api`
+    /// opens it.
+    pub fn override_listen_address(
+        &mut self,
+        listen_address: SocketAddr,
+    ) -> Result<Option<ConfigWarning>, ConfigError> {
+        let warning = api_keys::check_api_exposure(
+            listen_address,
+            self.api_keys.as_ref(),
+            self.allow_unauthenticated_api,
+        )?;
+        self.listen_address = listen_address;
+        Ok(warning)
+    }
+
     /// Builds the quick-start configuration: every perspective of [`QUICK_START_PERSPECTIVES`]
     /// runs in process, against the catalogue compiled into the binary. Nothing is read from
     /// files or the environment.
     ///
     /// In-process perspectives all share the host's network location, so this is a way to try
-    /// the API, not multi-perspective corroboration in the sense of BR §3.2.2.9.
+    /// the API, not multi-perspective corroboration in the sense of BR §3.2.2.9. The quick
+    /// start has no API keys, so `listen_address` must be a loopback address.
     pub fn quick_start(
         listen_address: SocketAddr,
         hash_secret: HashSecret,
     ) -> Result<Self, ConfigError> {
+        api_keys::check_api_exposure(listen_address, None, false)?;
         let catalogue_source = "the catalogue built into the binary".to_owned();
         let catalogue = parse_catalogue(EMBEDDED_CATALOGUE, &catalogue_source)?;
         let perspectives = QUICK_START_PERSPECTIVES
@@ -420,6 +604,12 @@ impl CoordinatorConfig {
             perspective_timeout: DEFAULT_PERSPECTIVE_TIMEOUT,
             http_pool_idle_timeout: DEFAULT_HTTP_POOL_IDLE_TIMEOUT,
             nats: None,
+            nats_tls: NatsTls::default(),
+            // In-process perspectives are never verified, so the setting has no effect.
+            reply_signatures: ReplySignatures::Required,
+            reply_verification_keys: ReplyVerificationKeys::default(),
+            api_keys: None,
+            allow_unauthenticated_api: false,
             subject_prefix: DEFAULT_SUBJECT_PREFIX.to_owned(),
             listen_address,
             request_timeout,
@@ -454,14 +644,19 @@ impl CoordinatorConfig {
             .any(|perspective| perspective.endpoint == PerspectiveEndpoint::Nats)
     }
 
-    /// Logs the effective configuration at `info`, with the hash secret, header values and URL
-    /// credentials left out.
+    /// Logs the effective configuration at `info`, with the hash secret, API keys, header
+    /// values and URL credentials left out.
     pub fn log_effective(&self) {
-        let perspectives: Vec<String> = self.perspectives.iter().map(describe).collect();
+        let perspectives: Vec<String> = self
+            .perspectives
+            .iter()
+            .map(|perspective| describe(perspective, &self.reply_verification_keys))
+            .collect();
         let (nats_servers, nats_auth) = match &self.nats {
             Some(nats) => (nats.redacted_servers().join(","), nats.auth.kind()),
             None => (String::new(), NatsAuth::None.kind()),
         };
+        let client_certificate = self.nats_tls.client_certificate.as_ref();
         tracing::info!(
             perspectives = %perspectives.join(", "),
             perspective_catalogue = %self.catalogue_source,
@@ -473,6 +668,17 @@ impl CoordinatorConfig {
             http_pool_idle_timeout_ms = duration_ms(self.http_pool_idle_timeout),
             nats_servers = %nats_servers,
             nats_auth,
+            nats_tls_required = self.nats_tls.requires_tls(),
+            nats_tls_ca_file = self.nats_tls.ca_file.as_ref().map(|path| path.display().to_string()),
+            nats_tls_cert_file = client_certificate.map(|c| c.cert_file.display().to_string()),
+            reply_signatures = self.reply_signatures.as_str(),
+            reply_verification_keys_dir = self
+                .reply_verification_keys
+                .directory
+                .as_ref()
+                .map(|path| path.display().to_string()),
+            api_keys = self.api_keys.as_ref().map_or(0, ApiKeys::count),
+            allow_unauthenticated_api = self.allow_unauthenticated_api,
             subject_prefix = %self.subject_prefix,
             listen_address = %self.listen_address,
             request_timeout_ms = duration_ms(self.request_timeout),
@@ -534,6 +740,10 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 
 /// Smallest cohort the API accepts: with one perspective there is nothing to corroborate.
 const MIN_PERSPECTIVE_COUNT: usize = 2;
+
+/// Remote network perspectives a CA must use from 2026-12-15 (BR §3.2.2.9). A smaller
+/// `default_perspective_count` still starts, with a warning.
+pub const BR_MIN_REMOTE_PERSPECTIVES: usize = 5;
 
 /// Resolves `perspective_catalogue` against the directory of the configuration file, or the
 /// working directory when there is no file.
@@ -786,90 +996,25 @@ fn seconds(conf: &AppConf, key: &'static str) -> Result<Option<Duration>, Config
     }
 }
 
-/// Reads the NATS servers and credentials. Servers are required when a perspective uses NATS,
-/// and credentials without servers are reported as the mistake they are.
-fn nats_config(
+/// Reads `reply_signatures` and, when set, the keys of `reply_verification_keys_dir`, checks
+/// them against the deployment, and adds the warnings.
+fn reply_verification(
     conf: &AppConf,
     perspectives: &[DeployedPerspective],
-) -> Result<Option<NatsConfig>, ConfigError> {
-    let key = "nats_url";
-    let auth = nats_auth(conf)?;
-    let uses_nats = perspectives
-        .iter()
-        .any(|p| p.endpoint == PerspectiveEndpoint::Nats);
-    let Some(value) = conf.get(key).filter(|value| !value.trim().is_empty()) else {
-        if uses_nats {
-            return Err(ConfigError::Invalid {
-                key,
-                reason: "missing, but perspectives reached over NATS are deployed; set it to \
-                         the NATS server URL, e.g. tls://nats.example:4222"
-                    .to_owned(),
-            });
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<(ReplySignatures, ReplyVerificationKeys), ConfigError> {
+    let mode: ReplySignatures = conf.parse_value("reply_signatures")?.unwrap_or_default();
+    let keys = match conf.get("reply_verification_keys_dir") {
+        Some(directory) => {
+            let (keys, key_warnings) =
+                ReplyVerificationKeys::load(Path::new(directory), perspectives)?;
+            warnings.extend(key_warnings);
+            keys
         }
-        if auth != NatsAuth::None {
-            return Err(ConfigError::Invalid {
-                key,
-                reason: format!("missing, but NATS credentials ({}) are set", auth.kind()),
-            });
-        }
-        return Ok(None);
+        None => ReplyVerificationKeys::default(),
     };
-
-    let mut servers = Vec::new();
-    for server in value.split(',').map(str::trim) {
-        if let Err(error) = server.parse::<async_nats::ServerAddr>() {
-            let shown = Url::parse(server)
-                .map(|url| redacted_url(&url))
-                .unwrap_or_else(|_| server.to_owned());
-            return Err(ConfigError::Invalid {
-                key,
-                reason: format!("{shown:?} is not a NATS server URL: {error}"),
-            });
-        }
-        servers.push(server.to_owned());
-    }
-    Ok(Some(NatsConfig { servers, auth }))
-}
-
-/// Reads the NATS credentials: user and password, a token, or a credentials file, at most one.
-fn nats_auth(conf: &AppConf) -> Result<NatsAuth, ConfigError> {
-    let user = conf.get("nats_user");
-    let password = conf.get("nats_password");
-    let token = conf.get("nats_token");
-    let credentials_file = conf.get("nats_credentials_file");
-
-    let kinds_set = [
-        user.is_some() || password.is_some(),
-        token.is_some(),
-        credentials_file.is_some(),
-    ]
-    .into_iter()
-    .filter(|set| *set)
-    .count();
-    if kinds_set > 1 {
-        return Err(ConfigError::Invalid {
-            key: "nats_user",
-            reason: "set only one of nats_user with nats_password, nats_token and \
-                     nats_credentials_file"
-                .to_owned(),
-        });
-    }
-
-    let missing = |key: &'static str, other: &str| ConfigError::Invalid {
-        key,
-        reason: format!("missing, but {other} is set"),
-    };
-    match (user, password, token, credentials_file) {
-        (Some(user), Some(password), _, _) => Ok(NatsAuth::UserPassword {
-            user: user.to_owned(),
-            password: Secret::new(password),
-        }),
-        (Some(_), None, _, _) => Err(missing("nats_password", "nats_user")),
-        (None, Some(_), _, _) => Err(missing("nats_user", "nats_password")),
-        (None, None, Some(token), _) => Ok(NatsAuth::Token(Secret::new(token))),
-        (None, None, None, Some(path)) => Ok(NatsAuth::CredentialsFile(PathBuf::from(path))),
-        (None, None, None, None) => Ok(NatsAuth::None),
-    }
+    warnings.extend(reply_keys::check_reply_keys(mode, &keys, perspectives)?);
+    Ok((mode, keys))
 }
 
 fn subject_prefix(conf: &AppConf) -> Result<String, ConfigError> {
@@ -920,22 +1065,25 @@ fn log_level(conf: &AppConf) -> Result<String, ConfigError> {
     Ok(level.to_owned())
 }
 
-/// Describes a deployed perspective for the startup log, without credentials.
-fn describe(perspective: &DeployedPerspective) -> String {
+/// Describes a deployed perspective for the startup log, without credentials, with the
+/// number of its reply verification keys.
+fn describe(perspective: &DeployedPerspective, keys: &ReplyVerificationKeys) -> String {
+    let key_count = keys.key_files(&perspective.code).len();
     match &perspective.endpoint {
         PerspectiveEndpoint::Http(endpoints) => format!(
-            "{} ({}, http: caa={}, dcv={})",
+            "{} ({}, http: caa={}, dcv={}, verification keys: {key_count})",
             perspective.code,
             perspective.rir,
             redacted_url(&endpoints.caa.url),
             redacted_url(&endpoints.dcv.url)
         ),
-        other => format!(
-            "{} ({}, {})",
-            perspective.code,
-            perspective.rir,
-            other.transport_name()
+        PerspectiveEndpoint::Nats => format!(
+            "{} ({}, nats, verification keys: {key_count})",
+            perspective.code, perspective.rir
         ),
+        PerspectiveEndpoint::InProcess => {
+            format!("{} ({}, in-process)", perspective.code, perspective.rir)
+        }
     }
 }
 
@@ -973,7 +1121,7 @@ available_regions:
 
     const NATS_BASE: &str = "perspectives=[\"us-east-1\",\"eu-west-2\",\"ap-southeast-1\"]\n\
                              default_perspective_count=3\nhash_secret=s3cret\n\
-                             nats_url=nats://127.0.0.1:4222\n";
+                             nats_url=nats://127.0.0.1:4222\nreply_signatures=off\n";
 
     #[test]
     fn good_configurations_load() {
@@ -1027,7 +1175,8 @@ available_regions:
                 name: "mixed object: empty entry uses NATS",
                 file: "perspectives={\"us-east-1\":{},\"eu-west-2\":{\"caa_endpoint_info\":\
                        {\"url\":\"https://c/caa\"},\"dcv_endpoint_info\":{\"url\":\"https://c/dcv\"}}}\n\
-                       default_perspective_count=2\nhash_secret=x\nnats_url=tls://127.0.0.1:4222\n"
+                       default_perspective_count=2\nhash_secret=x\nnats_url=tls://127.0.0.1:4222\n\
+                       reply_signatures=off\n"
                     .to_owned(),
                 check: |c| {
                     c.perspectives[1].endpoint == PerspectiveEndpoint::Nats
@@ -1039,6 +1188,7 @@ available_regions:
                 name: "our keys override defaults",
                 file: format!(
                     "{NATS_BASE}subject_prefix=ca1.mpic\nlisten_address=0.0.0.0:9000\n\
+                     api_keys=first-api-key-0123456789\n\
                      request_timeout_seconds=12.5\nlog_format=JSON\nlog_level=debug\n\
                      nats_url=nats://127.0.0.1:4222, nats://127.0.0.1:4223\nnats_token=t0ken\n"
                 ),
@@ -1191,7 +1341,7 @@ available_regions:
             (
                 "two kinds of NATS credentials",
                 format!("{NATS_BASE}nats_token=t\nnats_credentials_file=/c.creds\n"),
-                "nats_user: set only one of",
+                "nats_token: nats_credentials_file is also set; set only one kind",
             ),
             (
                 "NATS password without user",
@@ -1246,7 +1396,7 @@ available_regions:
         let file = "perspectives={\"us-east-1\":{\"caa_endpoint_info\":{\"url\":\
                     \"http://user:pw@caa-1/caa\"},\"dcv_endpoint_info\":{\"url\":\"https://d/dcv\"}},\
                     \"eu-west-2\":{}}\ndefault_perspective_count=2\nhash_secret=x\n\
-                    nats_url=127.0.0.1\nverify_ssl=False\n";
+                    nats_url=127.0.0.1\nverify_ssl=False\nreply_signatures=off\n";
         let (_, warnings) = build(file).unwrap();
         assert_eq!(
             warnings,
@@ -1258,6 +1408,10 @@ available_regions:
                     perspective: "us-east-1".to_owned(),
                     url: "http://caa-1/caa".to_owned()
                 },
+                ConfigWarning::FewPerspectives {
+                    default_perspective_count: 2
+                },
+                ConfigWarning::ReplySignaturesOff,
             ]
         );
     }
@@ -1269,10 +1423,18 @@ available_regions:
                     \"dcv_endpoint_info\":{\"url\":\"https://d/dcv\"}},\"eu-west-2\":{}}\n\
                     default_perspective_count=2\nhash_secret=top-secret\n\
                     nats_url=nats://nats-user:nats-pw@127.0.0.1\nnats_user=u\n\
-                    nats_password=second-pw\n";
+                    nats_password=second-pw\nreply_signatures=off\n\
+                    api_keys=first-api-key-0123456789\n";
         let (config, _) = build(file).unwrap();
         let debug = format!("{config:?}");
-        for secret in ["top-secret", "key-value", "pw@", "nats-pw", "second-pw"] {
+        for secret in [
+            "top-secret",
+            "key-value",
+            "pw@",
+            "nats-pw",
+            "second-pw",
+            "first-api-key",
+        ] {
             assert!(!debug.contains(secret), "{secret:?} leaked into {debug}");
         }
         assert!(
@@ -1340,12 +1502,22 @@ available_regions:
             "HASH_SECRET" => Some("from-env".to_owned()),
             "NATS_URL" => Some("nats://127.0.0.1:4222".to_owned()),
             "PERSPECTIVE_CATALOGUE" => Some(catalogue_text.clone()),
+            "REPLY_SIGNATURES" => Some("off".to_owned()),
             _ => None,
         };
 
         let (config, warnings) = CoordinatorConfig::load(None, env).unwrap();
         assert_eq!(config.perspectives.len(), 2);
-        assert_eq!(warnings, []);
+        assert_eq!(config.reply_signatures, ReplySignatures::Off);
+        assert_eq!(
+            warnings,
+            [
+                ConfigWarning::FewPerspectives {
+                    default_perspective_count: 2
+                },
+                ConfigWarning::ReplySignaturesOff
+            ]
+        );
 
         let error = CoordinatorConfig::load(None, |_| None)
             .unwrap_err()

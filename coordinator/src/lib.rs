@@ -14,10 +14,14 @@
 //! [`Transports`](transport::Transports). The binary (`src/main.rs`) only parses arguments,
 //! loads the configuration, sets up logging and wires these pieces together.
 //!
+//! Security: callers authenticate with API keys ([`api::auth`]), replies of remote
+//! perspectives are verified against each perspective's Ed25519 public keys
+//! ([`config::reply_keys`], [`transport`]), and the NATS connection takes the worker's
+//! credential and TLS keys.
+//!
 //! What the crate does not do: it runs no checks itself (the workers of `mpic-worker` do, and
-//! the in-process quick start embeds them), it does not authenticate the calling CA or
-//! terminate TLS for the REST API (put it behind a proxy that does), and it does not verify
-//! reply signatures.
+//! the in-process quick start embeds them), and it does not terminate TLS for the REST API (put
+//! it behind a proxy that does).
 
 #![warn(missing_docs)]
 

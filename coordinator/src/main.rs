@@ -42,7 +42,8 @@ struct Args {
     #[arg(long, conflicts_with = "config")]
     in_process: bool,
 
-    /// Address and port to listen on, overriding `listen_address` (default 127.0.0.1:8080).
+    /// Address and port to listen on, overriding `listen_address` (default 127.0.0.1:8080). A
+    /// non-loopback address needs API keys, so the quick start accepts only loopback.
     #[arg(long, value_name = "ADDRESS:PORT")]
     listen: Option<SocketAddr>,
 }
@@ -84,6 +85,13 @@ struct Startup {
 fn load(args: &Args) -> anyhow::Result<Startup> {
     if args.in_process {
         let listen_address = args.listen.unwrap_or(DEFAULT_LISTEN_ADDRESS);
+        if !listen_address.ip().is_loopback() {
+            anyhow::bail!(
+                "--listen {listen_address}: the quick start has no API keys, so it listens only \
+                 on loopback addresses; use a configuration file with api_keys_file to serve \
+                 other hosts"
+            );
+        }
         let secret = HashSecret::new(&rand::random::<[u8; 32]>())
             .context("failed to key the cohort selection with a random secret")?;
         let config = CoordinatorConfig::quick_start(listen_address, secret)
@@ -106,8 +114,12 @@ fn load(args: &Args) -> anyhow::Result<Startup> {
                      --in-process for the quick start"
                 .to_owned(),
         })?;
+    let mut warnings = warnings;
     if let Some(listen) = args.listen {
-        config.listen_address = listen;
+        let warning = config
+            .override_listen_address(listen)
+            .context("invalid --listen address")?;
+        warnings.extend(warning);
     }
     Ok(Startup {
         config,

@@ -1,13 +1,17 @@
 //! The whole issue path on one machine: the coordinator's REST API over a real listener, a
 //! real `nats-server`, six worker service loops (two perspectives in each of ARIN, RIPE NCC
-//! and APNIC) and a DNS authority serving the test zones. Requests replay the Python
+//! and APNIC) that sign their replies with keys generated for the test, and a DNS authority
+//! serving the test zones. Requests replay the Python
 //! reference exchanges, so verdicts, `found_at` and the JSON field set are compared with what
 //! the Python service answered for the same DNS data.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
 use hickory_proto::rr::RecordType;
 use mpic_coordinator::api::{self, AppState};
 use mpic_coordinator::config::CoordinatorConfig;
@@ -83,13 +87,17 @@ async fn deploy(extra_settings: &str) -> Deployment {
         Behavior::ServFail,
     );
     let nats = NatsServer::start();
+    let config_directory = TempDirectory::new();
+    let public_keys = config_directory.path.join("reply-keys");
+    std::fs::create_dir(&public_keys).unwrap();
 
     let mut workers = Vec::new();
     for code in PERSPECTIVES {
-        workers.push((code.to_owned(), start_worker(code, &nats, &dns).await));
+        let signing_key = write_signing_key(&config_directory.path, &public_keys, code);
+        let worker = start_worker(code, &nats, &dns, &signing_key).await;
+        workers.push((code.to_owned(), worker));
     }
 
-    let config_directory = TempDirectory::new();
     let config_path = config_directory.path.join("app.conf");
     let codes: Vec<String> = PERSPECTIVES
         .iter()
@@ -98,11 +106,12 @@ async fn deploy(extra_settings: &str) -> Deployment {
     let settings = format!(
         "perspectives=[{}]\ndefault_perspective_count=6\nhash_secret=end-to-end\n\
          nats_url={}\nperspective_catalogue={}\nhttp_client_timeout_seconds={}\n\
-         absolute_max_attempts=3\n{extra_settings}",
+         absolute_max_attempts=3\nreply_verification_keys_dir={}\n{extra_settings}",
         codes.join(","),
         nats.url(),
         catalogue_path().display(),
         PERSPECTIVE_TIMEOUT_SECONDS,
+        public_keys.display(),
     );
     std::fs::write(&config_path, settings).unwrap();
     let (config, warnings) = CoordinatorConfig::load(Some(&config_path), |_| None).unwrap();
@@ -128,21 +137,51 @@ async fn deploy(extra_settings: &str) -> Deployment {
     }
 }
 
-/// Starts one perspective's NATS service loop; it drains and stops when the sender is used or
-/// dropped.
-async fn start_worker(code: &str, nats: &NatsServer, dns: &TestDns) -> oneshot::Sender<()> {
+/// Generates a reply signing key for `code`, writes the private key to `directory` and the
+/// public key to `public_keys` as `<code>.pub`, and returns the private key's path.
+fn write_signing_key(directory: &Path, public_keys: &Path, code: &str) -> PathBuf {
+    let key = SigningKey::from_bytes(&rand::random());
+    let private_path = directory.join(format!("{code}.key"));
+    std::fs::write(
+        &private_path,
+        key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    let public_pem = key
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    std::fs::write(public_keys.join(format!("{code}.pub")), public_pem).unwrap();
+    private_path
+}
+
+/// Starts one perspective's NATS service loop, signing replies with the key in
+/// `signing_key`; it drains and stops when the sender is used or dropped.
+async fn start_worker(
+    code: &str,
+    nats: &NatsServer,
+    dns: &TestDns,
+    signing_key: &Path,
+) -> oneshot::Sender<()> {
     let settings = format!(
-        "perspective_code={code}\nnats_url={}\nnameservers={}\ndefault_caa_domains=ca.example\n",
+        "perspective_code={code}\nnats_url={}\nnameservers={}\ndefault_caa_domains=ca.example\n\
+         reply_signing_key_file={}\n",
         nats.url(),
-        dns.addr()
+        dns.addr(),
+        signing_key.display()
     );
     let config = WorkerConfig::from_appconf(&AppConf::parse(&settings).unwrap()).unwrap();
     let nats_config = config.nats.clone().unwrap();
     let checker = Checker::new(&config).unwrap();
     let client = service::connect(&nats_config, code).await.unwrap();
-    let nats_service = NatsService::start(client, checker, &config.subject_prefix)
-        .await
-        .unwrap();
+    let nats_service = NatsService::start(
+        client,
+        checker,
+        &config.subject_prefix,
+        config.reply_signing.clone(),
+    )
+    .await
+    .unwrap();
 
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {

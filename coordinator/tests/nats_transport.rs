@@ -15,7 +15,7 @@ use mpic_shared::reply::{CaaDetails, CheckDetails, CheckResponse, DnsDetails};
 use mpic_shared::request::CheckType;
 use mpic_shared::subject::{PERSPECTIVE_HEADER, QUEUE_GROUP, TRACE_HEADER};
 use mpic_testkit::nats::{NatsConfig as ServerConfig, NatsServer};
-use mpic_worker::config::{NatsAuth, NatsConfig, Secret};
+use mpic_worker::config::{NatsAuth, NatsConfig, NatsTls, Secret};
 use tokio::sync::mpsc;
 
 /// The per-call timeout under test. It is long enough for a loaded machine to reply to a local
@@ -141,7 +141,7 @@ async fn fixture(responders: &[(&'static str, Behaviour)]) -> Fixture {
         servers: vec![server.url()],
         auth: NatsAuth::None,
     };
-    let transport = NatsTransport::connect(&config, "mpic", TIMEOUT)
+    let transport = NatsTransport::connect(&config, &NatsTls::default(), "mpic", TIMEOUT)
         .await
         .unwrap();
     Fixture {
@@ -161,6 +161,7 @@ async fn call(
             CheckType::Caa,
             Bytes::from_static(br#"{"domain_or_ip_target":"example.com"}"#),
             Some("trace-1"),
+            None,
         )
         .await
 }
@@ -221,11 +222,11 @@ async fn slow_perspective_times_out_without_delaying_others() {
     let transports = Transports::from_clients([
         (
             "slow-1".to_owned(),
-            PerspectiveClient::Nats(fixture.transport.clone()),
+            PerspectiveClient::Nats(fixture.transport.perspective(None)),
         ),
         (
             "fast-1".to_owned(),
-            PerspectiveClient::Nats(fixture.transport.clone()),
+            PerspectiveClient::Nats(fixture.transport.perspective(None)),
         ),
     ]);
     let body = Bytes::from_static(br#"{"domain_or_ip_target":"example.com"}"#);
@@ -285,12 +286,23 @@ async fn token_authenticates_the_connection() {
     let (sender, _traces) = mpsc::unbounded_channel();
     spawn_responder(&responder, "us-east-1", Behaviour::Good, sender).await;
 
-    let transport = NatsTransport::connect(&with_token("s3cret-token"), "mpic", TIMEOUT)
-        .await
-        .unwrap();
+    let transport = NatsTransport::connect(
+        &with_token("s3cret-token"),
+        &NatsTls::default(),
+        "mpic",
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
     let reply = call(&transport, "us-east-1").await.unwrap();
     assert!(reply.check_passed, "{reply:?}");
 
-    let refused = NatsTransport::connect(&with_token("wrong-token"), "mpic", TIMEOUT).await;
+    let refused = NatsTransport::connect(
+        &with_token("wrong-token"),
+        &NatsTls::default(),
+        "mpic",
+        TIMEOUT,
+    )
+    .await;
     assert!(refused.is_err(), "a wrong token is refused");
 }

@@ -1,13 +1,15 @@
 //! [`ApiError`], the one error type of the REST layer, and the Open MPIC error bodies it renders.
 //!
 //! A rejected request is `400` with
-//! `{"error": "request-validation-failed", "validation_issues": [{"issue_type": ..., "message": ...}]}`;
-//! every other error is `{"error": "<what failed>"}` with a fitting status. The text of a 5xx
+//! `{"error": "request-validation-failed", "validation_issues": [{"issue_type": ..., "message": ...}]}`,
+//! and a request without a valid API key is `401` with
+//! `{"error": "unauthorized", "message": "<what to send>"}`; every other error is
+//! `{"error": "<what failed>"}` with a fitting status. The text of a 5xx
 //! body states what failed and never carries internal detail: the handler that creates the error
 //! logs the detail with the trace identifier.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -15,6 +17,9 @@ pub use crate::orchestration::validate::ValidationIssue;
 
 /// The `error` value of every 400 body.
 pub const VALIDATION_FAILED: &str = "request-validation-failed";
+
+/// The `error` value of every 401 body.
+pub const UNAUTHORIZED: &str = "unauthorized";
 
 /// An error response of the REST API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +46,27 @@ pub enum ApiError {
     NotFound,
     /// The route exists but not for this method: `405`.
     MethodNotAllowed,
+    /// API keys are configured and the request presents none, or a wrong one: `401`.
+    Unauthorized(Credentials),
+}
+
+/// The credentials of a request rejected for want of a valid API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials {
+    /// Neither an `x-api-key` header nor an `Authorization: Bearer` header.
+    Missing,
+    /// A key that is not one of the configured keys.
+    Invalid,
+}
+
+impl Credentials {
+    /// Returns a short name, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Credentials::Missing => "missing",
+            Credentials::Invalid => "invalid",
+        }
+    }
 }
 
 impl ApiError {
@@ -54,6 +80,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -73,6 +100,30 @@ impl ApiError {
             }
             ApiError::NotFound => "Not found.".to_owned(),
             ApiError::MethodNotAllowed => "Method not allowed.".to_owned(),
+            ApiError::Unauthorized(_) => UNAUTHORIZED.to_owned(),
+        }
+    }
+}
+
+/// The `401` body: the error and what the caller has to send.
+#[derive(Serialize)]
+struct UnauthorizedBody {
+    error: &'static str,
+    message: &'static str,
+}
+
+impl UnauthorizedBody {
+    fn new(credentials: Credentials) -> Self {
+        let message = match credentials {
+            Credentials::Missing => {
+                "An API key is required: send it in the x-api-key header or as \
+                 Authorization: Bearer <key>."
+            }
+            Credentials::Invalid => "The API key is not valid.",
+        };
+        UnauthorizedBody {
+            error: UNAUTHORIZED,
+            message,
         }
     }
 }
@@ -101,6 +152,13 @@ impl IntoResponse for ApiError {
                 };
                 (status, Json(body)).into_response()
             }
+            ApiError::Unauthorized(credentials) => (
+                status,
+                // RFC 9110 §15.5.2: a 401 carries a challenge for the scheme it accepts.
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(UnauthorizedBody::new(*credentials)),
+            )
+                .into_response(),
             other => (
                 status,
                 Json(ErrorBody {
@@ -142,6 +200,27 @@ mod tests {
                 ]
             })
         );
+    }
+
+    #[tokio::test]
+    async fn unauthorized_renders_error_and_message() {
+        for credentials in [Credentials::Missing, Credentials::Invalid] {
+            let response = ApiError::Unauthorized(credentials).into_response();
+            assert_eq!(
+                response.headers().get(header::WWW_AUTHENTICATE).unwrap(),
+                "Bearer",
+                "{credentials:?}"
+            );
+            let (status, body) = body_of(ApiError::Unauthorized(credentials)).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{credentials:?}");
+            assert_eq!(body["error"], "unauthorized", "{credentials:?}");
+            assert!(body["message"].is_string(), "{credentials:?}: {body}");
+            assert_eq!(
+                body.as_object().unwrap().len(),
+                2,
+                "{credentials:?}: {body}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 //! [`app`] builds the axum router from an [`AppState`], so tests drive the same router
 //! in-process or through a real listener, and [`serve`] runs it until a shutdown signal.
 //!
+//! - [`auth`]: API key authentication of the calling CA ([`ApiKeys`](auth::ApiKeys)).
 //! - [`error`]: [`ApiError`](error::ApiError), the one error type, rendering the Open MPIC
 //!   error bodies.
 //! - [`extract`]: [`ApiJson`](extract::ApiJson), the JSON extractor whose rejections use those
@@ -10,17 +11,19 @@
 //! - [`mpic`]: the `POST /mpic` handler: validation, orchestration, deadline.
 //!
 //! Every request runs in one span with the method, the matched route and a request identifier,
-//! and the `POST /mpic` handler adds the caller's trace identifier to it. Bodies are limited to
-//! [`MAX_BODY_BYTES`].
+//! and the `POST /mpic` handler adds the caller's trace identifier to it. With API keys
+//! configured, every request except `GET /healthz` needs one (see [`auth`]). Bodies are limited
+//! to [`MAX_BODY_BYTES`].
 //!
-//! Not handled here: authentication of the calling CA (put the coordinator behind a proxy that
-//! does it) and TLS termination.
+//! Not handled here: TLS termination (put the coordinator behind a proxy that does it).
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod mpic;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +37,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::api::auth::{ApiKeys, RejectionLog};
 use crate::api::error::ApiError;
 use crate::config::CoordinatorConfig;
 use crate::orchestration::{Orchestrator, SetupError};
@@ -48,6 +52,12 @@ pub struct AppState {
     pub transports: Arc<Transports>,
     /// Deadline of one `POST /mpic` request (`request_timeout_seconds`).
     pub request_timeout: Duration,
+    /// The keys a caller must present (`api_keys_file`, `api_keys`); `None` leaves the API
+    /// open, which configuration validation allows only on loopback or when
+    /// `allow_unauthenticated_api` is set.
+    pub api_keys: Option<Arc<ApiKeys>>,
+    /// Rate-limited log of requests rejected for want of a valid key.
+    pub rejections: Arc<RejectionLog>,
 }
 
 impl AppState {
@@ -58,11 +68,14 @@ impl AppState {
             orchestrator: Arc::new(orchestrator),
             transports: Arc::new(transports),
             request_timeout: config.request_timeout,
+            api_keys: config.api_keys.clone().map(Arc::new),
+            rejections: Arc::default(),
         })
     }
 }
 
-/// Builds the router: the routes, the body limit, the JSON fallbacks and the request span.
+/// Builds the router: the routes, the body limit, the JSON fallbacks, API key authentication
+/// and the request span.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/mpic", post(mpic::post_mpic))
@@ -70,19 +83,27 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ))
         .layer(middleware::from_fn(request_span))
         .with_state(state)
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets requests in flight finish.
+/// Handlers see the caller's address as [`ConnectInfo`](axum::extract::ConnectInfo).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Completes on Ctrl-C or, on Unix, SIGTERM, whichever comes first.

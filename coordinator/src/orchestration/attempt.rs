@@ -298,6 +298,9 @@ fn remote_check_message(kind: TransportErrorKind) -> &'static str {
             "The reply did not come from the perspective that was called."
         }
         TransportErrorKind::RequestFailed => "The request to the perspective failed.",
+        TransportErrorKind::BadSignature => {
+            "The reply's signature did not verify with the perspective's public key."
+        }
     }
 }
 

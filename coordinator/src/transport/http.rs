@@ -2,9 +2,15 @@
 //! checkers' `POST /caa` and `POST /dcv`, or the worker's own HTTP API.
 //!
 //! The body is the same JSON as over NATS; the endpoint's configured headers (such as an API
-//! key) and the caller's trace identifier ([`TRACE_HEADER`]) go with it. A 2xx answer must carry
-//! a check response; any other status is a failed request. Redirects are not followed, because
-//! a checker has no reason to send one and following it would post the check elsewhere.
+//! key), the caller's trace identifier ([`TRACE_HEADER`]) and a fresh request identifier
+//! ([`REQUEST_ID_HEADER`]) go with it. A 2xx answer must carry a check response; any other
+//! status is a failed request. Redirects are not followed, because a checker has no reason to
+//! send one and following it would post the check elsewhere.
+//!
+//! An [`HttpPerspective`] with a [`ReplyVerifier`] accepts a 2xx response only when its
+//! [`SIGNATURE_HEADER`] verifies over the perspective code, the request identifier and the
+//! exact body, as our worker's HTTP API signs it. Without a verifier, responses are accepted
+//! unsigned, because the seed deployment's Python checkers cannot sign.
 //!
 //! TLS uses rustls with the *ring* provider and the operating system's root certificates
 //! (through `rustls-platform-verifier`). Not handled here: client certificates and private root
@@ -16,11 +22,14 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use mpic_shared::reply::CheckResponse;
 use mpic_shared::request::CheckType;
+use mpic_shared::signing::{REQUEST_ID_HEADER, ReplyVerifier, SIGNATURE_HEADER};
 use mpic_shared::subject::TRACE_HEADER;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 
 use crate::config::{HttpEndpoint, HttpEndpoints};
-use crate::transport::{MAX_REPLY_BYTES, TransportError, parse_reply};
+use crate::transport::{
+    MAX_REPLY_BYTES, TransportError, new_request_id, parse_reply, verify_signature,
+};
 
 /// Why the HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -57,15 +66,22 @@ impl HttpTransport {
         Ok(Self { client, timeout })
     }
 
-    /// Returns the client of one perspective's endpoints.
-    pub fn perspective(&self, endpoints: HttpEndpoints) -> HttpPerspective {
+    /// Returns the client of one perspective's endpoints. With `verifier`, its responses must
+    /// carry a valid signature; with `None`, unsigned responses are accepted.
+    pub fn perspective(
+        &self,
+        endpoints: HttpEndpoints,
+        verifier: Option<Arc<ReplyVerifier>>,
+    ) -> HttpPerspective {
         HttpPerspective {
             transport: self.clone(),
             endpoints: Arc::new(endpoints),
+            verifier,
         }
     }
 
-    /// Posts one check to `endpoint` and reads the reply.
+    /// Posts one check to `endpoint` and reads the reply. With `verifier`, the response must
+    /// carry a signature that verifies for this call's request identifier.
     pub async fn call(
         &self,
         perspective: &str,
@@ -73,12 +89,15 @@ impl HttpTransport {
         check_type: CheckType,
         body: Bytes,
         trace_identifier: Option<&str>,
+        verifier: Option<&ReplyVerifier>,
     ) -> Result<CheckResponse, TransportError> {
+        let request_id = new_request_id();
         let mut request = self
             .client
             .post(endpoint.url.clone())
             .headers(endpoint.headers.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(REQUEST_ID_HEADER, request_id.as_str())
             .body(body);
         // An identifier that is not a valid header value still travels in the JSON body.
         if let Some(value) = trace_identifier.and_then(|id| HeaderValue::from_str(id).ok()) {
@@ -96,6 +115,12 @@ impl HttpTransport {
                 reason: format!("{} answered with status {status}", endpoint.url.path()),
             });
         }
+        // A header that is not text cannot be a base64 signature; it verifies as unsigned.
+        let signature = response
+            .headers()
+            .get(SIGNATURE_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
 
         let mut payload = BytesMut::new();
         while let Some(chunk) = response
@@ -111,6 +136,13 @@ impl HttpTransport {
             }
             payload.extend_from_slice(&chunk);
         }
+        verify_signature(
+            perspective,
+            verifier,
+            &request_id,
+            &payload,
+            signature.as_deref(),
+        )?;
         parse_reply(perspective, check_type, &payload)
     }
 
@@ -129,11 +161,13 @@ impl HttpTransport {
     }
 }
 
-/// One HTTP perspective: the shared client and that perspective's two endpoints.
+/// One HTTP perspective: the shared client, that perspective's two endpoints and, when its
+/// responses must be signed, its public keys.
 #[derive(Debug, Clone)]
 pub struct HttpPerspective {
     transport: HttpTransport,
     endpoints: Arc<HttpEndpoints>,
+    verifier: Option<Arc<ReplyVerifier>>,
 }
 
 impl HttpPerspective {
@@ -150,7 +184,14 @@ impl HttpPerspective {
             CheckType::Dcv => &self.endpoints.dcv,
         };
         self.transport
-            .call(perspective, endpoint, check_type, body, trace_identifier)
+            .call(
+                perspective,
+                endpoint,
+                check_type,
+                body,
+                trace_identifier,
+                self.verifier.as_deref(),
+            )
             .await
     }
 }

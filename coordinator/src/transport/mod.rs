@@ -10,22 +10,34 @@
 //! orchestration calls it. Every call is bounded by the per-perspective timeout, whatever the
 //! transport, and every failure comes back as a [`TransportError`] whose [`kind`](TransportError::kind)
 //! keeps "no responders" apart from "timed out".
+//!
+//! Signed replies (see [`mpic_shared::signing`]): every NATS and HTTP call carries a fresh
+//! request identifier (a UUID v4 in [`REQUEST_ID_HEADER`](mpic_shared::signing::REQUEST_ID_HEADER)).
+//! A perspective client built with a [`ReplyVerifier`] accepts a reply only when its
+//! [`SIGNATURE_HEADER`](mpic_shared::signing::SIGNATURE_HEADER) verifies, with one of the
+//! perspective's public keys, over the perspective code, that identifier and the exact reply
+//! body. An unsigned, wrongly signed or replayed reply (one signed for an earlier identifier)
+//! is a [`TransportError::BadSignature`], so it counts as that perspective's failure and never
+//! as its corroboration. [`Transports::connect`] decides which perspectives get a verifier:
+//! see [`CoordinatorConfig::reply_signatures`].
 
 pub mod http;
 pub mod in_process;
 pub mod nats;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mpic_shared::reply::CheckResponse;
 use mpic_shared::request::CheckType;
+use mpic_shared::signing::{ReplyVerifier, SigningError};
 use mpic_worker::config::WorkerConfig;
 use mpic_worker::handler::CheckerSetupError;
 use tracing::Instrument;
 
-use crate::config::{CoordinatorConfig, PerspectiveEndpoint};
+use crate::config::{CoordinatorConfig, DeployedPerspective, PerspectiveEndpoint, ReplySignatures};
 
 /// Why a perspective call produced no usable reply. The orchestration turns each of these into
 /// that perspective's error reply (`check_completed: false`, error type
@@ -73,6 +85,16 @@ pub enum TransportError {
         /// What failed.
         reason: String,
     },
+    /// The reply is unsigned, or its signature does not verify with any of the perspective's
+    /// public keys for this call's request identifier: a forged, altered or replayed reply.
+    #[error("reply of perspective {perspective} failed signature verification")]
+    BadSignature {
+        /// The perspective code.
+        perspective: String,
+        /// The verification error.
+        #[source]
+        source: SigningError,
+    },
 }
 
 /// The kind of a [`TransportError`], as recorded in the audit event.
@@ -89,6 +111,8 @@ pub enum TransportErrorKind {
     WrongPerspective,
     /// See [`TransportError::RequestFailed`].
     RequestFailed,
+    /// See [`TransportError::BadSignature`].
+    BadSignature,
 }
 
 impl TransportError {
@@ -100,6 +124,7 @@ impl TransportError {
             TransportError::InvalidReply { .. } => TransportErrorKind::InvalidReply,
             TransportError::WrongPerspective { .. } => TransportErrorKind::WrongPerspective,
             TransportError::RequestFailed { .. } => TransportErrorKind::RequestFailed,
+            TransportError::BadSignature { .. } => TransportErrorKind::BadSignature,
         }
     }
 }
@@ -112,6 +137,7 @@ impl std::fmt::Display for TransportErrorKind {
             TransportErrorKind::InvalidReply => "invalid_reply",
             TransportErrorKind::WrongPerspective => "wrong_perspective",
             TransportErrorKind::RequestFailed => "request_failed",
+            TransportErrorKind::BadSignature => "bad_signature",
         })
     }
 }
@@ -135,13 +161,23 @@ pub enum TransportSetupError {
         #[source]
         source: Option<CheckerSetupError>,
     },
+    /// Signatures are required but no public key verifies the replies of a NATS perspective.
+    /// Configuration validation prevents this; it guards configurations built in code.
+    #[error(
+        "no reply verification key for NATS perspective {perspective}, but reply_signatures \
+         is required"
+    )]
+    MissingVerificationKey {
+        /// The perspective.
+        perspective: String,
+    },
 }
 
 /// The client of one deployed perspective.
 #[derive(Debug, Clone)]
 pub enum PerspectiveClient {
     /// NATS request-reply on the perspective's subjects.
-    Nats(nats::NatsTransport),
+    Nats(nats::NatsPerspective),
     /// The perspective's HTTP endpoints.
     Http(http::HttpPerspective),
     /// A checker in this process.
@@ -193,7 +229,8 @@ pub struct Transports {
 impl Transports {
     /// Builds a client for every perspective of `config`: one shared NATS connection, one
     /// shared HTTP client, and for each in-process perspective its own checker, built from
-    /// `in_process` with the perspective's code.
+    /// `in_process` with the perspective's code. NATS and HTTP clients verify reply
+    /// signatures as [`CoordinatorConfig::reply_signatures`] and the perspective's keys decide.
     pub async fn connect(
         config: &CoordinatorConfig,
         in_process: Option<&WorkerConfig>,
@@ -202,6 +239,7 @@ impl Transports {
         if let Some(nats_config) = config.nats.as_ref().filter(|_| config.uses_nats()) {
             let transport = nats::NatsTransport::connect(
                 nats_config,
+                &config.nats_tls,
                 &config.subject_prefix,
                 config.perspective_timeout,
             )
@@ -215,7 +253,9 @@ impl Transports {
             let code = &perspective.code;
             let client = match &perspective.endpoint {
                 PerspectiveEndpoint::Nats => match &nats {
-                    Some(transport) => PerspectiveClient::Nats(transport.clone()),
+                    Some(transport) => PerspectiveClient::Nats(
+                        transport.perspective(reply_verifier(config, perspective)?),
+                    ),
                     // Validation requires `nats_url` whenever a NATS perspective exists, so
                     // the connection was made above.
                     None => continue,
@@ -228,7 +268,12 @@ impl Transports {
                             config.http_pool_idle_timeout,
                         )?),
                     };
-                    PerspectiveClient::Http(transport.perspective((**endpoints).clone()))
+                    PerspectiveClient::Http(
+                        transport.perspective(
+                            (**endpoints).clone(),
+                            reply_verifier(config, perspective)?,
+                        ),
+                    )
                 }
                 PerspectiveEndpoint::InProcess => {
                     let base = in_process.ok_or_else(|| TransportSetupError::InProcess {
@@ -312,6 +357,47 @@ impl Transports {
     }
 }
 
+/// Returns the verifier of a perspective's replies, or `None` when its replies are accepted
+/// unsigned: with `reply_signatures=off`, for an HTTP perspective without a public key, and
+/// for in-process checkers, which never cross a network.
+fn reply_verifier(
+    config: &CoordinatorConfig,
+    perspective: &DeployedPerspective,
+) -> Result<Option<Arc<ReplyVerifier>>, TransportSetupError> {
+    let code = &perspective.code;
+    let verifier = config.reply_verification_keys.verifier(code).cloned();
+    match (config.reply_signatures, &perspective.endpoint) {
+        (ReplySignatures::Off, _) | (_, PerspectiveEndpoint::InProcess) => Ok(None),
+        (ReplySignatures::Required, PerspectiveEndpoint::Http(_)) => Ok(verifier.map(Arc::new)),
+        (ReplySignatures::Required, PerspectiveEndpoint::Nats) => match verifier {
+            Some(verifier) => Ok(Some(Arc::new(verifier))),
+            None => Err(TransportSetupError::MissingVerificationKey {
+                perspective: code.clone(),
+            }),
+        },
+    }
+}
+
+/// Checks a reply's signature header against the request identifier of the call, when the
+/// perspective has a verifier.
+pub(crate) fn verify_signature(
+    perspective: &str,
+    verifier: Option<&ReplyVerifier>,
+    request_id: &str,
+    payload: &[u8],
+    signature: Option<&str>,
+) -> Result<(), TransportError> {
+    let Some(verifier) = verifier else {
+        return Ok(());
+    };
+    verifier
+        .verify(request_id, payload, signature)
+        .map_err(|source| TransportError::BadSignature {
+            perspective: perspective.to_owned(),
+            source,
+        })
+}
+
 /// Parses a reply body and checks that it replies to the check that was sent.
 pub(crate) fn parse_reply(
     perspective: &str,
@@ -333,6 +419,12 @@ pub(crate) fn parse_reply(
         });
     }
     Ok(reply)
+}
+
+/// Returns a fresh identifier for one perspective call: a random UUID (version 4), so that a
+/// signed reply recorded for one call never verifies for another.
+pub(crate) fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// Largest reply body accepted from a perspective: 1 MiB, the default NATS `max_payload`. A
