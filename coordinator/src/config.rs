@@ -373,7 +373,7 @@ impl fmt::Display for ConfigWarning {
             ),
             ConfigWarning::ReplySignaturesOff => f.write_str(
                 "reply_signatures: off, so replies are not verified and anyone holding NATS \
-                 credentials can answer for any perspective; use this only for tests",
+                 credentials can reply on behalf of any perspective; use this only for tests",
             ),
             ConfigWarning::UnsignedHttpPerspectives { perspectives } => write!(
                 f,
@@ -1414,6 +1414,25 @@ available_regions:
                 ConfigWarning::ReplySignaturesOff,
             ]
         );
+    }
+
+    #[test]
+    fn default_count_below_five_warns() {
+        let catalogue = Catalogue::from_yaml(EMBEDDED_CATALOGUE).unwrap();
+        let perspectives = "perspectives=[\"us-east-1\",\"us-west-2\",\"eu-west-2\",\
+                            \"eu-central-1\",\"ap-southeast-1\"]\nhash_secret=x\n\
+                            nats_url=nats://127.0.0.1:4222\nreply_signatures=off\n";
+        for (count, warns) in [(4, true), (5, false)] {
+            let file = format!("{perspectives}default_perspective_count={count}\n");
+            let conf = AppConf::parse(&file).unwrap();
+            let (_, warnings) =
+                CoordinatorConfig::from_app_conf(&conf, catalogue.clone(), "embedded".to_owned())
+                    .unwrap();
+            let warned = warnings.contains(&ConfigWarning::FewPerspectives {
+                default_perspective_count: count,
+            });
+            assert_eq!(warned, warns, "count {count}: {warnings:?}");
+        }
     }
 
     #[test]

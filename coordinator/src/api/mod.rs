@@ -3,7 +3,7 @@
 //! [`app`] builds the axum router from an [`AppState`], so tests drive the same router
 //! in-process or through a real listener, and [`serve`] runs it until a shutdown signal.
 //!
-//! - [`auth`]: API key authentication of the calling CA ([`ApiKeys`](auth::ApiKeys)).
+//! - [`auth`]: API key authentication of the calling CA ([`ApiKeys`]).
 //! - [`error`]: [`ApiError`](error::ApiError), the one error type, rendering the Open MPIC
 //!   error bodies.
 //! - [`extract`]: [`ApiJson`](extract::ApiJson), the JSON extractor whose rejections use those
