@@ -1,7 +1,7 @@
 //! The whole issue path on one machine: the coordinator's REST API over a real listener, a
 //! real `nats-server`, six worker service loops (two perspectives in each of ARIN, RIPE NCC
-//! and APNIC) that sign their replies with keys generated for the test, and a DNS authority
-//! serving the test zones. Requests replay the Python
+//! and APNIC) and a DNS authority serving the test zones. The workers sign their replies with
+//! keys generated for the test, and the coordinator verifies them. Requests replay the Python
 //! reference exchanges, so verdicts, `found_at` and the JSON field set are compared with what
 //! the Python service answered for the same DNS data.
 

@@ -134,7 +134,7 @@ fn us_east_verifier() -> Arc<ReplyVerifier> {
     ))
 }
 
-/// Returns a handler that replies with a CAA reply signed as `signing` says.
+/// Returns a handler that replies with a CAA reply, signed as `signing` specifies.
 fn signed_reply(
     signing: Signing,
 ) -> impl Fn(HeaderMap) -> std::future::Ready<axum::response::Response> + Clone {
