@@ -9,9 +9,12 @@
 //! the end of its CNAME chain, so the RRset found through an alias counts for the alias
 //! (RFC 8659 §3).
 //!
-//! NOTE: hickory 0.26 sends at most 8 follow-up queries for one chain and then reports an empty
-//! answer, which this module reads as "no CAA records at this name". A recursive resolver
-//! normally returns the whole chain in one response, which hickory follows without that limit.
+//! hickory 0.26 sends at most 8 follow-up queries for one chain and then reports an empty
+//! answer, as it does for a CNAME loop. Read as "no CAA records", that would let the climb
+//! continue to a parent and skip the RRset at the end of the chain. So when an empty answer
+//! came without a negative proof (no SOA) or for another name than the one queried, this module
+//! asks for a CNAME at the name where the resolver stopped: if there is one, the chain did not
+//! end and the lookup fails.
 //!
 //! Known limit: hickory 0.26 rejects a CAA record whose tag is longer than 15 octets or holds
 //! a character other than a letter or digit, and with it the whole DNS message. Such an answer
@@ -55,6 +58,12 @@ pub enum LookupError {
         "the name server sent a referral instead of an answer; it must be a recursive resolver"
     )]
     Referral,
+    /// The CNAME chain loops or is longer than the resolver follows, so its end is unknown.
+    #[error("the CNAME chain does not end: {alias} is still an alias where the resolver stopped")]
+    UnfinishedCnameChain {
+        /// The last name the resolver queried, without trailing dot.
+        alias: String,
+    },
     /// The answer holds no CAA record owned by the name or by the end of its CNAME chain.
     #[error("the answer holds no CAA records for the name or the end of its CNAME chain")]
     UnusableAnswer,
@@ -139,6 +148,38 @@ async fn query_caa(resolver: &TokioResolver, name: &str) -> NameLookup {
     };
     match resolver.lookup(fqdn.clone(), RecordType::CAA).await {
         Ok(lookup) => records_in_answer(&fqdn, lookup.answers()),
+        Err(NetError::Dns(DnsError::NoRecordsFound(no_records)))
+            if may_have_stopped_in_chain(&fqdn, &no_records) =>
+        {
+            confirm_end_of_chain(resolver, &no_records).await
+        }
+        Err(error) => classify_error(error),
+    }
+}
+
+/// Returns true when an empty answer may come from hickory giving up on a CNAME chain rather
+/// than from the name server: it names another query than `fqdn`, so a CNAME was followed, or
+/// it carries no SOA, which every negative answer of a conforming server does (RFC 2308 §3).
+fn may_have_stopped_in_chain(fqdn: &Name, no_records: &NoRecords) -> bool {
+    no_records.query.name() != fqdn || no_records.soa.is_none()
+}
+
+/// Checks that the name where the resolver stopped is not an alias itself, and classifies the
+/// empty answer only then.
+async fn confirm_end_of_chain(resolver: &TokioResolver, no_records: &NoRecords) -> NameLookup {
+    let stopped_at = no_records.query.name().clone();
+    match resolver.lookup(stopped_at.clone(), RecordType::CNAME).await {
+        Ok(lookup)
+            if lookup.answers().iter().any(|record| {
+                record.name == stopped_at && matches!(record.data, RData::CNAME(_))
+            }) =>
+        {
+            let alias = stopped_at.to_ascii();
+            NameLookup::Failed(LookupError::UnfinishedCnameChain {
+                alias: alias.strip_suffix('.').unwrap_or(&alias).to_owned(),
+            })
+        }
+        Ok(_) | Err(NetError::Dns(DnsError::NoRecordsFound(_))) => classify_no_records(no_records),
         Err(error) => classify_error(error),
     }
 }
