@@ -174,6 +174,10 @@ async fn cname_to_servfail_is_not_completed() {
 async fn odd_records_never_permit() {
     let (_dns, checker) = start().await;
     let tls = CaaCheckParameters::default();
+    let with_empty_account = CaaCheckParameters {
+        account_uri: Some(String::new()),
+        ..CaaCheckParameters::default()
+    };
     let smime = CaaCheckParameters {
         certificate_type: CertificateType::SMime,
         ..CaaCheckParameters::default()
@@ -197,6 +201,12 @@ async fn odd_records_never_permit() {
             "empty accounturi, no account",
             "empty-account.a.test",
             &tls,
+            false,
+        ),
+        (
+            "empty accounturi, empty account",
+            "empty-account.a.test",
+            &with_empty_account,
             false,
         ),
         ("parameter without \"=\"", "bad-param.a.test", &tls, false),

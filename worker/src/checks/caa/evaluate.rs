@@ -28,6 +28,7 @@
 //!   that carries `accounturi` (or `validationmethods`). The Python implementation ignores both
 //!   parameters; we refuse instead, because a record that names an account or a method permits
 //!   nothing to an applicant we cannot tie to that account or method.
+//! - An empty `accounturi` value names no account and matches no request.
 //! - Parameter tags match case-insensitively, so `AccountURI=` narrows too. A record with
 //!   the same one of these parameters twice, or with a `validationmethods` value outside the
 //!   RFC 8657 grammar, permits no one. Unknown parameters are ignored (RFC 8659 §4.2 leaves
@@ -166,7 +167,9 @@ fn permits(record: &CaaRecord, request: &IssuanceRequest<'_>) -> bool {
     let account_uris: Vec<&str> = value.parameter_values(ACCOUNT_URI).collect();
     let account_matches = match account_uris.as_slice() {
         [] => true,
-        [expected] => request.account_uri == Some(*expected),
+        // An empty value names no account (RFC 8657 §3 requires a URI), so it matches none,
+        // not even an empty `account_uri` in the request.
+        [expected] => !expected.is_empty() && request.account_uri == Some(*expected),
         _ => false,
     };
 
