@@ -76,6 +76,13 @@ pub enum InvalidRequest {
         /// The token as given.
         token: String,
     },
+    /// The value the response must contain is empty or only whitespace, so any page would
+    /// contain it.
+    #[error("the {field} is blank, so any response would match it")]
+    BlankChallengeValue {
+        /// The request field that is blank: `challenge_value` or `key_authorization`.
+        field: &'static str,
+    },
     /// A request header name or value is not valid HTTP.
     #[error("invalid HTTP header {name:?}")]
     InvalidHeader {
@@ -166,6 +173,7 @@ impl InvalidRequest {
             Self::InvalidTarget(_)
             | Self::InvalidTokenPath { .. }
             | Self::InvalidToken { .. }
+            | Self::BlankChallengeValue { .. }
             | Self::InvalidHeader { .. }
             | Self::ForbiddenHeader { .. }
             | Self::InvalidPattern { .. } => error_type::INVALID_REQUEST,

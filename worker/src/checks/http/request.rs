@@ -63,13 +63,15 @@ impl ChallengeRequest {
     ///
     /// # Errors
     ///
-    /// Returns [`InvalidRequest`] for a wildcard target, a token path that leaves the
-    /// `pki-validation` directory, an invalid or forbidden header, or an invalid pattern.
+    /// Returns [`InvalidRequest`] for a blank challenge value, a wildcard target, a token path
+    /// that leaves the `pki-validation` directory, an invalid or forbidden header, or an
+    /// invalid pattern.
     pub fn website_change(
         target: &Target,
         parameters: &WebsiteChangeParameters,
         ports: ChallengePorts,
     ) -> Result<Self, InvalidRequest> {
+        check_not_blank(&parameters.challenge_value, "challenge_value")?;
         let (scheme, port) = match parameters.url_scheme {
             UrlScheme::Http => ("http", ports.http),
             UrlScheme::Https => ("https", ports.https),
@@ -105,13 +107,14 @@ impl ChallengeRequest {
     /// # Errors
     ///
     /// Returns [`InvalidRequest`] for a wildcard target, a token outside the base64url
-    /// alphabet, or an invalid or forbidden header.
+    /// alphabet, a blank key authorization, or an invalid or forbidden header.
     pub fn acme_http_01(
         target: &Target,
         parameters: &AcmeHttp01Parameters,
         ports: ChallengePorts,
     ) -> Result<Self, InvalidRequest> {
         check_token(&parameters.token)?;
+        check_not_blank(&parameters.key_authorization, "key_authorization")?;
         let directory = directory_url(target, "http", ports.http, ACME_CHALLENGE_DIRECTORY)?;
         let url = directory
             .join(&parameters.token)
@@ -125,6 +128,16 @@ impl ChallengeRequest {
             expectation: Expectation::KeyAuthorization(parameters.key_authorization.clone()),
         })
     }
+}
+
+/// Rejects a blank expected value. The coordinator rejects it as `empty-challenge-value`, but
+/// the worker's own endpoints take requests directly, and an empty value is contained in every
+/// body, while a blank key authorization equals every blank body after trimming.
+fn check_not_blank(value: &str, field: &'static str) -> Result<(), InvalidRequest> {
+    if value.trim().is_empty() {
+        return Err(InvalidRequest::BlankChallengeValue { field });
+    }
+    Ok(())
 }
 
 /// Returns the URL of `directory` (which ends with `/`) on the target.
