@@ -17,8 +17,11 @@ use mpic_coordinator::api::{self, AppState};
 use mpic_coordinator::config::CoordinatorConfig;
 use mpic_coordinator::transport::Transports;
 use mpic_shared::appconf::AppConf;
+use mpic_testkit::alpn::{AlpnPolicy, AlpnServer};
 use mpic_testkit::dns::{Behavior, TestDns, Zone};
+use mpic_testkit::http::{ChallengeServer, Reply, Routes};
 use mpic_testkit::nats::NatsServer;
+use mpic_testkit::tls::{AcmeTlsAlpnCertificate, key_authorization_digest};
 use mpic_worker::config::WorkerConfig;
 use mpic_worker::handler::Checker;
 use mpic_worker::service::{self, NatsService};
@@ -58,6 +61,7 @@ fn zones() -> Vec<Zone> {
             "caatestsuite-dnssec.com.",
             "servfail CAA 0 issue \"x.example\"",
         ),
+        Zone::new("e2e.example.", "http A 127.0.0.1\nalpn A 127.0.0.1\n"),
         Zone::new(
             "integration-testing.open-mpic.org.",
             &format!(
@@ -80,6 +84,11 @@ struct Deployment {
 }
 
 async fn deploy(extra_settings: &str) -> Deployment {
+    deploy_with(extra_settings, "").await
+}
+
+/// Starts everything with extra coordinator settings and extra settings for every worker.
+async fn deploy_with(extra_settings: &str, worker_settings: &str) -> Deployment {
     let dns = TestDns::start(zones()).await;
     dns.set_behavior(
         "servfail.caatestsuite-dnssec.com.",
@@ -94,7 +103,7 @@ async fn deploy(extra_settings: &str) -> Deployment {
     let mut workers = Vec::new();
     for code in PERSPECTIVES {
         let signing_key = write_signing_key(&config_directory.path, &public_keys, code);
-        let worker = start_worker(code, &nats, &dns, &signing_key).await;
+        let worker = start_worker(code, &nats, &dns, &signing_key, worker_settings).await;
         workers.push((code.to_owned(), worker));
     }
 
@@ -162,10 +171,11 @@ async fn start_worker(
     nats: &NatsServer,
     dns: &TestDns,
     signing_key: &Path,
+    extra_settings: &str,
 ) -> oneshot::Sender<()> {
     let settings = format!(
         "perspective_code={code}\nnats_url={}\nnameservers={}\ndefault_caa_domains=ca.example\n\
-         reply_signing_key_file={}\n",
+         reply_signing_key_file={}\n{extra_settings}",
         nats.url(),
         dns.addr(),
         signing_key.display()
@@ -469,6 +479,128 @@ async fn quorum_survives_one_perspective_down() {
     assert_eq!(
         body["mpic_completed"], false,
         "three not completed exceed the two that quorum 4 of 6 allows: {body}"
+    );
+}
+
+/// Runs one method of the HTTP family and acme-tls-alpn-01 through the coordinator, NATS and the
+/// workers, against challenge servers on loopback. The workers may connect to loopback only
+/// because the test allows non-public addresses and moves the challenge ports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http_and_tls_alpn_methods_through_nats() {
+    const KEY_AUTHORIZATION: &str = "token-e2e.account-thumbprint";
+    let http = ChallengeServer::start(
+        Routes::new()
+            .route(
+                "/.well-known/acme-challenge/token-e2e",
+                Reply::ok(format!("{KEY_AUTHORIZATION}\n")),
+            )
+            .route(
+                "/.well-known/pki-validation/doc.txt",
+                Reply::ok("before challenge-e2e after"),
+            ),
+    )
+    .await;
+    let certificate = AcmeTlsAlpnCertificate::new(KEY_AUTHORIZATION, &["alpn.e2e.example"])
+        .with_common_name("alpn.e2e.example")
+        .build();
+    let alpn = AlpnServer::start(certificate, AlpnPolicy::NegotiateAcmeTls1).await;
+    let worker_settings = format!(
+        "allow_non_public_addresses=true\nhttp_port={}\ntls_alpn_port={}\n",
+        http.port(),
+        alpn.port()
+    );
+    let deployment = deploy_with("", &worker_settings).await;
+    let digest = hex::encode(key_authorization_digest(KEY_AUTHORIZATION));
+
+    struct Case {
+        name: &'static str,
+        target: &'static str,
+        parameters: Value,
+        valid: bool,
+    }
+    let cases = [
+        Case {
+            name: "acme-http-01 with the key authorization: valid",
+            target: "http.e2e.example",
+            parameters: json!({"validation_method": "acme-http-01", "token": "token-e2e",
+                               "key_authorization": KEY_AUTHORIZATION}),
+            valid: true,
+        },
+        Case {
+            name: "acme-http-01 with another key authorization: invalid",
+            target: "http.e2e.example",
+            parameters: json!({"validation_method": "acme-http-01", "token": "token-e2e",
+                               "key_authorization": "token-e2e.other-thumbprint"}),
+            valid: false,
+        },
+        Case {
+            name: "website-change containing the value: valid",
+            target: "http.e2e.example",
+            parameters: json!({"validation_method": "website-change", "http_token_path": "doc.txt",
+                               "challenge_value": "challenge-e2e"}),
+            valid: true,
+        },
+        Case {
+            name: "acme-tls-alpn-01 with the digest: valid",
+            target: "alpn.e2e.example",
+            parameters: json!({"validation_method": "acme-tls-alpn-01",
+                               "key_authorization_hash": digest}),
+            valid: true,
+        },
+        Case {
+            name: "acme-tls-alpn-01 with another digest: invalid",
+            target: "alpn.e2e.example",
+            parameters: json!({"validation_method": "acme-tls-alpn-01",
+                               "key_authorization_hash": "00".repeat(32)}),
+            valid: false,
+        },
+    ];
+
+    for case in cases {
+        let request = json!({"check_type": "dcv", "domain_or_ip_target": case.target,
+                             "dcv_check_parameters": case.parameters});
+        let (status, body) = deployment.post(&request).await;
+
+        assert_eq!(status, 200, "{}: {body}", case.name);
+        assert_eq!(body["is_valid"], case.valid, "{}: {body}", case.name);
+        assert_eq!(body["mpic_completed"], true, "{}: {body}", case.name);
+        let perspectives = body["perspectives"].as_array().unwrap();
+        assert_eq!(perspectives.len(), 6, "{}", case.name);
+        for perspective in perspectives {
+            let reply = &perspective["check_response"];
+            assert_eq!(reply["check_completed"], true, "{}: {reply}", case.name);
+            assert_eq!(reply["check_passed"], case.valid, "{}: {reply}", case.name);
+            let details = &reply["details"];
+            assert_eq!(
+                details["validation_method"], case.parameters["validation_method"],
+                "{}: {reply}",
+                case.name
+            );
+            if case.target.starts_with("http") {
+                assert_eq!(
+                    details["response_status_code"], 200,
+                    "{}: {reply}",
+                    case.name
+                );
+                assert_eq!(
+                    details["resolved_ip"], "127.0.0.1",
+                    "{}: {reply}",
+                    case.name
+                );
+            } else {
+                assert_eq!(
+                    details["common_name"], "alpn.e2e.example",
+                    "{}: {reply}",
+                    case.name
+                );
+            }
+        }
+    }
+    assert!(
+        alpn.client_hellos()
+            .iter()
+            .all(|hello| hello.server_name.as_deref() == Some("alpn.e2e.example")),
+        "every TLS-ALPN handshake named the target in SNI"
     );
 }
 
