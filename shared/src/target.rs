@@ -42,6 +42,18 @@ pub enum TargetError {
         /// The target as given.
         target: String,
     },
+    /// The target contains a character that UTS 46 would drop silently, such as a zero-width
+    /// space, so the name checked would differ from the name the caller sees.
+    #[error(
+        "{target:?} contains an invisible character (U+{code_point:04X}) that domain name \
+         processing would drop: remove it"
+    )]
+    InvisibleCharacter {
+        /// The target as given.
+        target: String,
+        /// The offending code point.
+        code_point: u32,
+    },
     /// A `*` appears anywhere but as the whole leftmost label.
     #[error("{target:?} has a misplaced wildcard: only a leading \"*.\" is allowed")]
     MisplacedWildcard {
@@ -77,6 +89,13 @@ impl Target {
             .unwrap_or(input);
         if let Ok(address) = unbracketed.parse::<IpAddr>() {
             return Ok(Target::Ip(address));
+        }
+
+        if let Some(invisible) = input.chars().find(|&c| is_default_ignorable(c)) {
+            return Err(TargetError::InvisibleCharacter {
+                target: input.to_owned(),
+                code_point: u32::from(invisible),
+            });
         }
 
         let (wildcard, rest) = match input.strip_prefix("*.") {
@@ -128,6 +147,25 @@ impl Target {
             Target::Ip(_) => None,
         }
     }
+}
+
+/// Reports whether UTS 46 maps `c` to nothing: the soft hyphen, combining grapheme joiner,
+/// Mongolian variation selectors, zero-width and directional format characters, word joiners,
+/// variation selectors and the byte order mark (Unicode default-ignorable code points).
+fn is_default_ignorable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{E0100}'..='\u{E01EF}'
+    )
 }
 
 impl fmt::Display for Target {
@@ -220,6 +258,9 @@ mod tests {
             ("name over 253 octets", long_name.as_str()),
             ("bracketed name", "[example.com]"),
             ("IPv4 with trailing dot", "192.0.2.1."),
+            ("zero-width space", "exa\u{200B}mple.com"),
+            ("soft hyphen", "exam\u{00AD}ple.com"),
+            ("byte order mark", "\u{FEFF}example.com"),
             ("numeric top-level label", "example.123"),
         ];
         for (name, input) in cases {
