@@ -31,6 +31,7 @@ use mpic_shared::dcv::DcvCheckParameters;
 use mpic_shared::request::{CheckType, MpicRequest, RequestOrchestrationParameters};
 use mpic_shared::response::EchoedCheckParameters;
 use mpic_shared::target::Target;
+use mpic_worker::checks::dcv_request_problem;
 
 use super::quorum;
 
@@ -63,6 +64,10 @@ pub mod issue_type {
     pub const INVALID_MATCH_REGEX: &str = "invalid-match-regex";
     /// `acme-tls-alpn-01` `key_authorization_hash` is not 64 hexadecimal digits.
     pub const INVALID_KEY_AUTHORIZATION_HASH: &str = "invalid-key-authorization-hash";
+    /// The DCV fields cannot be run against the target, as the worker's planning step finds
+    /// (an IP target for a domain method, a `dns_name_prefix` that is not one `_` label, an
+    /// expected address of the wrong family, an `http_token_path` outside its directory).
+    pub const INVALID_DCV_CHECK_PARAMETERS: &str = "invalid-dcv-check-parameters";
 }
 
 /// One problem with a request, serialized as an entry of `validation_issues`.
@@ -194,7 +199,22 @@ pub fn validate(
         dcv_check_parameters,
     }) = &check_parameters
     {
-        issues.extend(dcv_parameter_issues(dcv_check_parameters));
+        let parameter_issues = dcv_parameter_issues(dcv_check_parameters);
+        let planning_problem = match &target {
+            // Asked only of a request that passed the checks above, so one problem is not
+            // reported twice in different words.
+            Some(_) if parameter_issues.is_empty() => {
+                dcv_request_problem(&request.domain_or_ip_target, dcv_check_parameters)
+            }
+            _ => None,
+        };
+        issues.extend(parameter_issues);
+        if let Some(problem) = planning_problem {
+            issues.extend(vec![ValidationIssue::new(
+                issue_type::INVALID_DCV_CHECK_PARAMETERS,
+                format!("Invalid DCV check parameters: {problem}"),
+            )]);
+        }
     }
 
     // Every `None` below comes with an issue, so an empty list always means a complete plan.
@@ -835,6 +855,48 @@ mod tests {
                 json!({"validation_method": "ip-address", "challenge_value": "",
                        "dns_record_type": "A"}),
                 vec![issue_type::EMPTY_CHALLENGE_VALUE],
+            ),
+            (
+                "ip-address with an IPv4 value for A: valid",
+                json!({"validation_method": "ip-address", "challenge_value": "192.0.2.1",
+                       "dns_record_type": "A"}),
+                vec![],
+            ),
+            (
+                "ip-address with a name as value: invalid parameters",
+                json!({"validation_method": "ip-address", "challenge_value": "not-an-ip",
+                       "dns_record_type": "A"}),
+                vec![issue_type::INVALID_DCV_CHECK_PARAMETERS],
+            ),
+            (
+                "ip-address with an IPv6 value for A: invalid parameters",
+                json!({"validation_method": "ip-address", "challenge_value": "2001:db8::1",
+                       "dns_record_type": "A"}),
+                vec![issue_type::INVALID_DCV_CHECK_PARAMETERS],
+            ),
+            (
+                "dns-change with an underscore label prefix: valid",
+                json!({"validation_method": "dns-change", "challenge_value": "v",
+                       "dns_record_type": "TXT", "dns_name_prefix": "_dcv"}),
+                vec![],
+            ),
+            (
+                "dns-change with a path as prefix: invalid parameters",
+                json!({"validation_method": "dns-change", "challenge_value": "v",
+                       "dns_record_type": "TXT", "dns_name_prefix": "../.."}),
+                vec![issue_type::INVALID_DCV_CHECK_PARAMETERS],
+            ),
+            (
+                "website-change with a token path leaving its directory: invalid parameters",
+                json!({"validation_method": "website-change", "challenge_value": "token",
+                       "http_token_path": "../../admin"}),
+                vec![issue_type::INVALID_DCV_CHECK_PARAMETERS],
+            ),
+            (
+                "reverse-address-lookup of a domain name: invalid parameters",
+                json!({"validation_method": "reverse-address-lookup",
+                       "challenge_value": "host.example"}),
+                vec![issue_type::INVALID_DCV_CHECK_PARAMETERS],
             ),
         ];
         for (name, parameters, expected) in cases {

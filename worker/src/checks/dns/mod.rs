@@ -66,7 +66,7 @@ mod plan;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_resolver::proto::rr::{Name, RecordType};
-use mpic_shared::dcv::ValidationMethod;
+use mpic_shared::dcv::{DcvCheckParameters, ValidationMethod};
 use mpic_shared::reply::{
     CheckDetails, CheckError, CheckResponse, DcvCheckRequest, DnsDetails, error_type,
 };
@@ -77,6 +77,14 @@ use crate::checks::caa::{CaaChecker, CaaOutcome};
 use crate::resolver::ResolverFactory;
 
 pub use account_label::account_label;
+
+/// Returns why a DNS-based DCV request cannot be run (a target of the wrong kind, an invalid
+/// prefix or expected address), found without any query, or `None` when it can.
+pub fn request_problem(target: &str, parameters: &DcvCheckParameters) -> Option<String> {
+    plan::Plan::for_request(target, parameters)
+        .err()
+        .map(|problem| problem.to_string())
+}
 
 use evaluate::evaluate;
 use lookup::{DnsAnswer, LookupError, lookup, without_root};
