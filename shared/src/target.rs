@@ -54,6 +54,17 @@ pub enum TargetError {
         /// The offending code point.
         code_point: u32,
     },
+    /// The name is under a special-use domain that is never resolved in the DNS (RFC 6761
+    /// §6.3 `localhost`, §6.4 `invalid`); resolvers answer such names themselves.
+    #[error(
+        "{target:?} is under the special-use domain {domain:?}, which is never resolved in the DNS"
+    )]
+    SpecialUse {
+        /// The target as given.
+        target: String,
+        /// The special-use domain.
+        domain: &'static str,
+    },
     /// A `*` appears anywhere but as the whole leftmost label.
     #[error("{target:?} has a misplaced wildcard: only a leading \"*.\" is allowed")]
     MisplacedWildcard {
@@ -75,6 +86,9 @@ pub enum TargetError {
 }
 
 const MAX_LABEL_OCTETS: usize = 63;
+
+/// Top-level special-use domains that resolvers must answer without asking the DNS (RFC 6761).
+const NEVER_RESOLVED_DOMAINS: [&str; 2] = ["localhost", "invalid"];
 const MAX_NAME_OCTETS: usize = 253;
 
 impl Target {
@@ -125,6 +139,15 @@ impl Target {
         {
             return Err(TargetError::InvalidName {
                 target: input.to_owned(),
+            });
+        }
+        if let Some(domain) = NEVER_RESOLVED_DOMAINS
+            .iter()
+            .find(|domain| name.rsplit('.').next() == Some(**domain))
+        {
+            return Err(TargetError::SpecialUse {
+                target: input.to_owned(),
+                domain,
             });
         }
         if !name.contains('.') {
@@ -259,6 +282,8 @@ mod tests {
             ("bracketed name", "[example.com]"),
             ("IPv4 with trailing dot", "192.0.2.1."),
             ("zero-width space", "exa\u{200B}mple.com"),
+            ("under localhost", "ca.localhost"),
+            ("under invalid", "*.host.INVALID"),
             ("soft hyphen", "exam\u{00AD}ple.com"),
             ("byte order mark", "\u{FEFF}example.com"),
             ("numeric top-level label", "example.123"),
