@@ -21,7 +21,11 @@ fn fixtures() -> Vec<(String, Value)> {
         .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
         .collect();
     paths.sort();
-    assert!(paths.len() >= 15, "expected the recorded fixtures in {}", dir.display());
+    assert!(
+        paths.len() >= 15,
+        "expected the recorded fixtures in {}",
+        dir.display()
+    );
     paths
         .into_iter()
         .map(|path| {
@@ -64,7 +68,10 @@ fn mpic_responses_round_trip() {
         let parsed: MpicResponse = serde_json::from_value(expected.clone())
             .unwrap_or_else(|e| panic!("{name}: response does not parse: {e}"));
         let written = without_resolved_ip(serde_json::to_value(&parsed).unwrap());
-        assert_eq!(&written, expected, "{name}: response JSON differs after a round trip");
+        assert_eq!(
+            &written, expected,
+            "{name}: response JSON differs after a round trip"
+        );
         checked += 1;
     }
     assert!(checked >= 10, "only {checked} responses were compared");
@@ -95,7 +102,10 @@ fn checker_replies_round_trip() {
         let parsed: CheckResponse = serde_json::from_value(expected.clone())
             .unwrap_or_else(|e| panic!("{name}: reply does not parse: {e}"));
         let written = serde_json::to_value(&parsed).unwrap();
-        assert_eq!(&written, expected, "{name}: reply JSON differs after a round trip");
+        assert_eq!(
+            &written, expected,
+            "{name}: reply JSON differs after a round trip"
+        );
     }
 }
 
@@ -108,5 +118,10 @@ fn http_details_always_carry_resolved_ip() {
     let parsed: CheckResponse = serde_json::from_str(reply).unwrap();
     let written = serde_json::to_value(&parsed).unwrap();
     assert_eq!(written["details"]["resolved_ip"], Value::Null);
-    assert!(written["details"].as_object().unwrap().contains_key("resolved_ip"));
+    assert!(
+        written["details"]
+            .as_object()
+            .unwrap()
+            .contains_key("resolved_ip")
+    );
 }
