@@ -30,7 +30,7 @@
 //! | `api_keys` | text list | unset | API keys, comma-separated, for the environment. |
 //! | `allow_unauthenticated_api` | boolean | `false` | Let a coordinator without API keys listen on a non-loopback address, for deployments that authenticate callers in a proxy. |
 //! | `subject_prefix` | subject | `mpic` | First tokens of every perspective subject. |
-//! | `perspective_catalogue` | path | `available_perspectives.yaml` | The catalogue; relative paths start at the configuration file's directory (the working directory without a file). |
+//! | `perspective_catalogue` | path | the built-in catalogue | The catalogue; relative paths start at the configuration file's directory (the working directory without a file). Unset, the repository's `available_perspectives.yaml` as built into the binary is used. |
 //! | `listen_address` | address:port | `127.0.0.1:8080` | Where the REST API listens; a non-loopback address needs API keys. |
 //! | `request_timeout_seconds` | seconds | see [`CoordinatorConfig::request_timeout`] | Deadline for a whole `POST /mpic` request. |
 //! | `log_format` | `text` or `json` | `text` | Log line format. |
@@ -458,15 +458,25 @@ impl CoordinatorConfig {
         // Checked before the catalogue is read, so an empty environment reports this key.
         conf.require("perspectives")?;
 
-        let catalogue_path = catalogue_path(&conf, path);
-        let catalogue_text = std::fs::read_to_string(&catalogue_path).map_err(|source| {
-            ConfigError::ReadCatalogue {
-                path: catalogue_path.clone(),
-                source,
+        let (catalogue, catalogue_source) = match catalogue_path(&conf, path) {
+            Some(catalogue_path) => {
+                let catalogue_text =
+                    std::fs::read_to_string(&catalogue_path).map_err(|source| {
+                        ConfigError::ReadCatalogue {
+                            path: catalogue_path.clone(),
+                            source,
+                        }
+                    })?;
+                let catalogue_source = catalogue_path.display().to_string();
+                let catalogue = parse_catalogue(&catalogue_text, &catalogue_source)?;
+                (catalogue, catalogue_source)
             }
-        })?;
-        let catalogue_source = catalogue_path.display().to_string();
-        let catalogue = parse_catalogue(&catalogue_text, &catalogue_source)?;
+            None => {
+                let catalogue_source = EMBEDDED_CATALOGUE_SOURCE.to_owned();
+                let catalogue = parse_catalogue(EMBEDDED_CATALOGUE, &catalogue_source)?;
+                (catalogue, catalogue_source)
+            }
+        };
 
         Self::from_app_conf(&conf, catalogue, catalogue_source)
     }
@@ -582,7 +592,7 @@ impl CoordinatorConfig {
         hash_secret: HashSecret,
     ) -> Result<Self, ConfigError> {
         api_keys::check_api_exposure(listen_address, None, false)?;
-        let catalogue_source = "the catalogue built into the binary".to_owned();
+        let catalogue_source = EMBEDDED_CATALOGUE_SOURCE.to_owned();
         let catalogue = parse_catalogue(EMBEDDED_CATALOGUE, &catalogue_source)?;
         let perspectives = QUICK_START_PERSPECTIVES
             .iter()
@@ -732,8 +742,8 @@ pub const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 /// Smallest default request deadline: 30 seconds, a common HTTP client timeout.
 pub const MIN_DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Default catalogue file name, next to the configuration file.
-pub const DEFAULT_CATALOGUE_FILE: &str = "available_perspectives.yaml";
+/// How the startup log names the catalogue built into the binary.
+const EMBEDDED_CATALOGUE_SOURCE: &str = "the catalogue built into the binary";
 
 /// Default `log_level`.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
@@ -746,16 +756,15 @@ const MIN_PERSPECTIVE_COUNT: usize = 2;
 pub const BR_MIN_REMOTE_PERSPECTIVES: usize = 5;
 
 /// Resolves `perspective_catalogue` against the directory of the configuration file, or the
-/// working directory when there is no file.
-fn catalogue_path(conf: &AppConf, config_path: Option<&Path>) -> PathBuf {
-    let configured = Path::new(
-        conf.get("perspective_catalogue")
-            .unwrap_or(DEFAULT_CATALOGUE_FILE),
-    );
-    match config_path.and_then(Path::parent) {
+/// working directory when there is no file. Returns `None` when the key is unset, which means
+/// the catalogue built into the binary.
+fn catalogue_path(conf: &AppConf, config_path: Option<&Path>) -> Option<PathBuf> {
+    let configured = Path::new(conf.get("perspective_catalogue")?);
+    let resolved = match config_path.and_then(Path::parent) {
         Some(directory) if configured.is_relative() => directory.join(configured),
         _ => configured.to_owned(),
-    }
+    };
+    Some(resolved)
 }
 
 fn parse_catalogue(text: &str, source: &str) -> Result<Catalogue, ConfigError> {
@@ -1466,14 +1475,26 @@ available_regions:
     fn load_reads_the_catalogue_next_to_the_file() {
         let directory = std::env::temp_dir().join(format!("mpic-config-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&directory).unwrap();
-        std::fs::write(directory.join("available_perspectives.yaml"), CATALOGUE).unwrap();
+        std::fs::write(directory.join("test-catalogue.yaml"), CATALOGUE).unwrap();
         let path = directory.join("app.conf");
-        std::fs::write(&path, NATS_BASE).unwrap();
+        std::fs::write(
+            &path,
+            format!("{NATS_BASE}perspective_catalogue=test-catalogue.yaml\n"),
+        )
+        .unwrap();
 
         let env = |name: &str| (name == "DEFAULT_PERSPECTIVE_COUNT").then(|| "2".to_owned());
         let (config, _) = CoordinatorConfig::load(Some(&path), env).unwrap();
         assert_eq!(config.default_perspective_count, 2, "environment wins");
         assert_eq!(config.catalogue.len(), 5);
+
+        std::fs::write(&path, NATS_BASE).unwrap();
+        let (config, _) = CoordinatorConfig::load(Some(&path), |_| None).unwrap();
+        assert_eq!(
+            config.catalogue_source, EMBEDDED_CATALOGUE_SOURCE,
+            "without the key the built-in catalogue is used"
+        );
+        assert!(config.catalogue.len() > 5);
 
         std::fs::write(
             &path,

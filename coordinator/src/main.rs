@@ -160,6 +160,11 @@ fn log_startup(startup: &Startup) {
             "hash_secret was generated at random for this run, so the cohort chosen for a \
              target changes on every restart"
         );
+        warn!(
+            "no issuer domain names are configured for the in-process perspectives: a CAA \
+             check passes only for targets without a relevant CAA RRset unless the request \
+             names the CA in caa_check_parameters.caa_domains"
+        );
     }
     startup.config.log_effective();
 }
