@@ -6,7 +6,7 @@
 # run time. The perspective catalogue is data, not a secret, so it is included as the
 # default `perspective_catalogue` (/etc/mpic/available_perspectives.yaml).
 
-# The toolchain the project is built and tested with; the workspace needs Rust 1.85 or
+# The toolchain the project is built and tested with; the workspace needs Rust 1.89 or
 # later (edition 2024).
 ARG RUST_IMAGE=rust:1.95-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
