@@ -375,10 +375,8 @@ fn decide_failed(
     error: std::io::Error,
     certificate: Option<&[u8]>,
 ) -> Verdict {
-    if let Some(der) = certificate {
-        if let Err(source) = certificate::parse(der) {
-            return Verdict::Failed(Rejection::CertificateUnparsable { source });
-        }
+    if let Some(Err(source)) = certificate.map(certificate::parse) {
+        return Verdict::Failed(Rejection::CertificateUnparsable { source });
     }
 
     let tls_error = error
