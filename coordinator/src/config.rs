@@ -296,10 +296,10 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// The worker crate rejected a NATS setting it reads for both binaries, such as
-    /// `nats_nkey_seed_file`. The message starts with the key.
+    /// The worker crate rejected a NATS credentials or TLS setting, which it reads for both
+    /// binaries. The message is the worker's, which starts with the key.
     #[error(transparent)]
-    Worker(mpic_worker::config::ConfigError),
+    Worker(#[from] mpic_worker::config::ConfigError),
 }
 
 /// Something in the configuration that works but deserves an operator's attention.

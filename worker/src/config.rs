@@ -366,7 +366,7 @@ impl WorkerConfig {
     pub fn from_appconf(conf: &AppConf) -> Result<WorkerConfig, ConfigError> {
         let perspective_code = perspective_code(conf)?;
         let subject_prefix = subject_prefix(conf)?;
-        let nats_tls = nats_tls(conf)?;
+        let nats_tls = nats_tls_from(conf)?;
         let nats = nats_config(conf, &nats_tls)?;
         let http_listen = conf.parse_value::<SocketAddr>("http_listen")?;
         let reply_signing = conf
@@ -838,7 +838,7 @@ fn subject_prefix(conf: &AppConf) -> Result<String, ConfigError> {
 }
 
 fn nats_config(conf: &AppConf, tls: &NatsTls) -> Result<Option<NatsConfig>, ConfigError> {
-    let auth = nats_auth(conf)?;
+    let auth = nats_auth_from(conf)?;
     let Some(urls) = conf.get("nats_url").filter(|urls| !urls.trim().is_empty()) else {
         if auth != NatsAuth::None {
             return Err(invalid(
@@ -879,7 +879,11 @@ fn nats_config(conf: &AppConf, tls: &NatsTls) -> Result<Option<NatsConfig>, Conf
     Ok(Some(NatsConfig { servers, auth }))
 }
 
-fn nats_auth(conf: &AppConf) -> Result<NatsAuth, ConfigError> {
+/// Reads the NATS credentials: `nats_user` with `nats_password`, `nats_token`,
+/// `nats_nkey_seed_file` or `nats_creds_file` (alias `nats_credentials_file`). At most one kind
+/// may be set, and a file named by a key is read and parsed here, so a missing or malformed
+/// file is an error naming its key. The coordinator reads the same keys with this function.
+pub fn nats_auth_from(conf: &AppConf) -> Result<NatsAuth, ConfigError> {
     let user = conf.get("nats_user");
     let password = conf.get("nats_password");
     let token = conf.get("nats_token");
@@ -938,7 +942,11 @@ fn check_credentials_file(key: &'static str, file: &Path) -> Result<(), ConfigEr
     Ok(())
 }
 
-fn nats_tls(conf: &AppConf) -> Result<NatsTls, ConfigError> {
+/// Reads the TLS settings of the NATS connection: `nats_tls_ca_file`, and
+/// `nats_tls_cert_file` with `nats_tls_key_file`. The files are parsed here: the CA bundle must
+/// contain usable trust anchors, and the key must be able to sign and belong to the client
+/// certificate. The coordinator reads the same keys with this function.
+pub fn nats_tls_from(conf: &AppConf) -> Result<NatsTls, ConfigError> {
     let ca_file = conf.get("nats_tls_ca_file").map(PathBuf::from);
     if let Some(file) = &ca_file {
         check_ca_file(file)?;

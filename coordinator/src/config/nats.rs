@@ -1,10 +1,14 @@
 //! The NATS keys of the coordinator's configuration: servers, credentials and TLS.
 //!
-//! The keys and their meaning are the worker's (see `mpic_worker::config`), so one deployment
-//! writes both alike, and the connection itself is made by the worker crate's
-//! [`connect_with_tls`](mpic_worker::service::connect_with_tls). Files named by these keys are
-//! read and parsed here, at startup, so that a missing or malformed file stops the coordinator
-//! with an error naming its key before anything connects.
+//! The keys and their meaning are the worker's, so one deployment writes both alike. The
+//! credentials and TLS keys are read by the worker crate's
+//! [`nats_auth_from`](mpic_worker::config::nats_auth_from) and
+//! [`nats_tls_from`](mpic_worker::config::nats_tls_from), which parse the files they name at
+//! startup, so a missing or malformed file stops the coordinator with an error naming its key
+//! before anything connects. The connection itself is made by the worker crate's
+//! [`connect_with_tls`](mpic_worker::service::connect_with_tls). This module adds what only the
+//! coordinator needs: `nats_url` is required when a perspective is reached over NATS, and a
+//! server reached without TLS is reported.
 //!
 //! Setting any `nats_tls_*` key makes TLS required: the client then rejects a server that does
 //! not offer TLS instead of sending credentials in plain text. BR §3.2.2.9 requires an
@@ -12,15 +16,11 @@
 //! without required TLS on a non-loopback address is reported as a [`ConfigWarning`].
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use mpic_shared::appconf::{AppConf, SettingSource};
-use mpic_worker::config::{ClientCertificate, NatsAuth, NatsConfig, NatsTls, Secret};
+use mpic_shared::appconf::AppConf;
+use mpic_worker::config::{NatsAuth, NatsConfig, NatsTls, nats_auth_from, nats_tls_from};
 use reqwest::Url;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::sign::CertifiedKey;
-use rustls::{InconsistentKeys, RootCertStore};
 
 use super::{ConfigError, ConfigWarning, redacted_url};
 
@@ -32,8 +32,8 @@ pub(super) fn nats_settings(
     uses_nats: bool,
 ) -> Result<(Option<NatsConfig>, NatsTls), ConfigError> {
     let key = "nats_url";
-    let auth = nats_auth(conf)?;
-    let tls = nats_tls(conf)?;
+    let auth = nats_auth_from(conf)?;
+    let tls = nats_tls_from(conf)?;
     let Some(value) = conf.get(key).filter(|value| !value.trim().is_empty()) else {
         if uses_nats {
             return Err(ConfigError::Invalid {
@@ -111,231 +111,6 @@ pub(super) fn unencrypted_servers(nats: &NatsConfig, tls: &NatsTls) -> Vec<Confi
         .collect()
 }
 
-/// Reads the NATS credentials: user and password, a token, an NKey seed file or a credentials
-/// file, at most one kind.
-fn nats_auth(conf: &AppConf) -> Result<NatsAuth, ConfigError> {
-    let user = conf.get("nats_user");
-    let password = conf.get("nats_password");
-    let token = conf.get("nats_token");
-    let nkey_seed_file = conf.get("nats_nkey_seed_file");
-    let credentials_file = aliased_setting(conf, "nats_creds_file", "nats_credentials_file")?;
-
-    let credentials_key = credentials_file.map_or("nats_creds_file", |(key, _)| key);
-    let kinds_set: Vec<&'static str> = [
-        (user.is_some() || password.is_some(), "nats_user"),
-        (token.is_some(), "nats_token"),
-        (nkey_seed_file.is_some(), "nats_nkey_seed_file"),
-        (credentials_file.is_some(), credentials_key),
-    ]
-    .into_iter()
-    .filter_map(|(set, key)| set.then_some(key))
-    .collect();
-    if let [first, second, ..] = kinds_set.as_slice() {
-        return Err(ConfigError::Invalid {
-            key: first,
-            reason: format!(
-                "{second} is also set; set only one kind of NATS credentials: nats_user with \
-                 nats_password, nats_token, nats_nkey_seed_file or nats_creds_file"
-            ),
-        });
-    }
-
-    let missing = |key: &'static str, other: &str| ConfigError::Invalid {
-        key,
-        reason: format!("missing, but {other} is set"),
-    };
-    match (user, password, token, nkey_seed_file, credentials_file) {
-        (Some(user), Some(password), ..) => Ok(NatsAuth::UserPassword {
-            user: user.to_owned(),
-            password: Secret::new(password),
-        }),
-        (Some(_), None, ..) => Err(missing("nats_password", "nats_user")),
-        (None, Some(_), ..) => Err(missing("nats_user", "nats_password")),
-        (None, None, Some(token), ..) => Ok(NatsAuth::Token(Secret::new(token))),
-        (None, None, None, Some(seed_file), _) => {
-            // The worker's reader names the key and the file, never the seed.
-            NatsAuth::from_nkey_seed_file(Path::new(seed_file)).map_err(ConfigError::Worker)
-        }
-        (None, None, None, None, Some((key, file))) => {
-            check_credentials_file(key, Path::new(file))?;
-            Ok(NatsAuth::CredentialsFile(PathBuf::from(file)))
-        }
-        (None, None, None, None, None) => Ok(NatsAuth::None),
-    }
-}
-
-/// Returns the key that supplies a setting spelled two ways, and its value. When the two
-/// spellings have different values, the one from the environment wins over the file, as for
-/// every other key. Two different values from the same source are an error.
-fn aliased_setting<'a>(
-    conf: &'a AppConf,
-    key: &'static str,
-    alias: &'static str,
-) -> Result<Option<(&'static str, &'a str)>, ConfigError> {
-    match (conf.setting(key), conf.setting(alias)) {
-        (Some(setting), Some(alias_setting)) if setting.value != alias_setting.value => {
-            match (&setting.source, &alias_setting.source) {
-                (SettingSource::Environment { .. }, SettingSource::File { .. }) => {
-                    Ok(Some((key, &setting.value)))
-                }
-                (SettingSource::File { .. }, SettingSource::Environment { .. }) => {
-                    Ok(Some((alias, &alias_setting.value)))
-                }
-                _ => Err(ConfigError::Invalid {
-                    key,
-                    reason: format!(
-                        "{:?} differs from {alias} {:?}; set only one of the two keys",
-                        setting.value, alias_setting.value
-                    ),
-                }),
-            }
-        }
-        (Some(setting), _) => Ok(Some((key, &setting.value))),
-        (None, Some(alias_setting)) => Ok(Some((alias, &alias_setting.value))),
-        (None, None) => Ok(None),
-    }
-}
-
-/// Checks that a `.creds` file parses the way the NATS client parses it when it connects.
-fn check_credentials_file(key: &'static str, file: &Path) -> Result<(), ConfigError> {
-    let text = read_setting_file(key, file)?;
-    let text = String::from_utf8(text).map_err(|_| ConfigError::Invalid {
-        key,
-        reason: format!("{} is not a text file", file.display()),
-    })?;
-    // The client's error names the missing part without quoting the file.
-    async_nats::ConnectOptions::with_credentials(&text).map_err(|error| ConfigError::Invalid {
-        key,
-        reason: format!("{} is not a NATS credentials file: {error}", file.display()),
-    })?;
-    Ok(())
-}
-
-fn nats_tls(conf: &AppConf) -> Result<NatsTls, ConfigError> {
-    let ca_file = conf.get("nats_tls_ca_file").map(PathBuf::from);
-    if let Some(file) = &ca_file {
-        check_ca_file(file)?;
-    }
-
-    let client_certificate = match (
-        conf.get("nats_tls_cert_file"),
-        conf.get("nats_tls_key_file"),
-    ) {
-        (Some(cert_file), Some(key_file)) => {
-            let client_certificate = ClientCertificate {
-                cert_file: PathBuf::from(cert_file),
-                key_file: PathBuf::from(key_file),
-            };
-            check_client_certificate(&client_certificate)?;
-            Some(client_certificate)
-        }
-        (Some(_), None) => {
-            return Err(ConfigError::Invalid {
-                key: "nats_tls_key_file",
-                reason: "missing, but nats_tls_cert_file is set; mutual TLS needs the \
-                         certificate's key"
-                    .to_owned(),
-            });
-        }
-        (None, Some(_)) => {
-            return Err(ConfigError::Invalid {
-                key: "nats_tls_cert_file",
-                reason: "missing, but nats_tls_key_file is set; mutual TLS needs the key's \
-                         certificate"
-                    .to_owned(),
-            });
-        }
-        (None, None) => None,
-    };
-    Ok(NatsTls {
-        ca_file,
-        client_certificate,
-    })
-}
-
-/// Checks that the CA bundle contains at least one certificate and that rustls accepts each as
-/// a trust anchor, as the NATS client requires when it connects.
-fn check_ca_file(file: &Path) -> Result<(), ConfigError> {
-    const KEY: &str = "nats_tls_ca_file";
-    let certificates = pem_certificates(KEY, file, &read_setting_file(KEY, file)?)?;
-    let mut roots = RootCertStore::empty();
-    for (index, certificate) in certificates.into_iter().enumerate() {
-        roots
-            .add(certificate)
-            .map_err(|error| ConfigError::Invalid {
-                key: KEY,
-                reason: format!(
-                    "certificate {} of {} is not usable as a trust anchor: {error}",
-                    index + 1,
-                    file.display()
-                ),
-            })?;
-    }
-    Ok(())
-}
-
-/// Checks that the certificate chain and the key parse, that rustls can sign with the key, and
-/// that the key belongs to the end-entity certificate.
-fn check_client_certificate(client: &ClientCertificate) -> Result<(), ConfigError> {
-    const CERT_KEY: &str = "nats_tls_cert_file";
-    const KEY_KEY: &str = "nats_tls_key_file";
-    let chain = pem_certificates(
-        CERT_KEY,
-        &client.cert_file,
-        &read_setting_file(CERT_KEY, &client.cert_file)?,
-    )?;
-    let key_pem = read_setting_file(KEY_KEY, &client.key_file)?;
-    let key_file = client.key_file.display();
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|error| ConfigError::Invalid {
-        key: KEY_KEY,
-        reason: format!("{key_file} holds no PEM private key: {error}"),
-    })?;
-
-    let provider = rustls::crypto::ring::default_provider();
-    let signing_key = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|error| ConfigError::Invalid {
-            key: KEY_KEY,
-            reason: format!("{key_file} holds a private key TLS cannot sign with: {error}"),
-        })?;
-    match CertifiedKey::new(chain, signing_key).keys_match() {
-        // rustls cannot compare keys of every type; the server then decides at the handshake.
-        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => Ok(()),
-        Err(error) => Err(ConfigError::Invalid {
-            key: KEY_KEY,
-            reason: format!(
-                "{key_file} is not the key of the certificate in {}: {error}",
-                client.cert_file.display()
-            ),
-        }),
-    }
-}
-
-/// Parses every certificate of a PEM file, requiring at least one.
-fn pem_certificates(
-    key: &'static str,
-    file: &Path,
-    pem: &[u8],
-) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    let certificates = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| ConfigError::Invalid {
-            key,
-            reason: format!("{} is not a valid PEM file: {error}", file.display()),
-        })?;
-    if certificates.is_empty() {
-        return Err(ConfigError::Invalid {
-            key,
-            reason: format!(
-                "{} contains no PEM certificate (-----BEGIN CERTIFICATE-----)",
-                file.display()
-            ),
-        });
-    }
-    Ok(certificates)
-}
-
 /// Reads a file named by `key`, with an error that names the key and the path.
 pub(super) fn read_setting_file(key: &'static str, file: &Path) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(file).map_err(|source| ConfigError::ReadSettingFile {
@@ -374,16 +149,13 @@ mod tests {
     }
 
     #[test]
-    fn tls_files_are_checked_at_startup() {
+    fn tls_settings_come_with_a_server() {
         let directory = TempDirectory::new();
         let ca = TestCa::new();
         let client = ca.issue_with_usage(&[], CertificateUsage::Client);
-        let other = ca.issue_with_usage(&[], CertificateUsage::Client);
         let ca_file = directory.write("ca.pem", ca.cert_pem());
         let cert_file = directory.write("client.pem", client.chain_pem());
         let key_file = directory.write("client.key", client.key_pem());
-        let other_key_file = directory.write("other.key", other.key_pem());
-        let not_pem = directory.write("not.pem", "not a certificate");
         let missing = directory.path().join("missing.pem").display().to_string();
         let url = "nats_url=tls://127.0.0.1:4222\n";
 
@@ -403,33 +175,6 @@ mod tests {
                 "nats_tls_ca_file: failed to read",
             ),
             (
-                "CA file without certificate",
-                format!("{url}nats_tls_ca_file={not_pem}\n"),
-                "nats_tls_ca_file: ",
-            ),
-            (
-                "certificate without key",
-                format!("{url}nats_tls_cert_file={cert_file}\n"),
-                "nats_tls_key_file: missing, but nats_tls_cert_file is set",
-            ),
-            (
-                "key without certificate",
-                format!("{url}nats_tls_key_file={key_file}\n"),
-                "nats_tls_cert_file: missing, but nats_tls_key_file is set",
-            ),
-            (
-                "key of another certificate",
-                format!(
-                    "{url}nats_tls_cert_file={cert_file}\nnats_tls_key_file={other_key_file}\n"
-                ),
-                "nats_tls_key_file: ",
-            ),
-            (
-                "key file that is no key",
-                format!("{url}nats_tls_cert_file={cert_file}\nnats_tls_key_file={not_pem}\n"),
-                "nats_tls_key_file: ",
-            ),
-            (
                 "TLS without a server",
                 format!("nats_tls_ca_file={ca_file}\n"),
                 "nats_url: missing, but perspectives reached over NATS",
@@ -447,12 +192,31 @@ mod tests {
                 "{name}: {error:?} does not start with {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn worker_errors_keep_their_cause() {
+        let directory = TempDirectory::new();
+        let missing = directory.path().join("missing.creds").display().to_string();
+        let error = settings(&format!(
+            "nats_url=nats://127.0.0.1:4222\nnats_creds_file={missing}\n"
+        ))
+        .unwrap_err();
+
         assert!(
-            error_of(&format!(
-                "{url}nats_tls_cert_file={cert_file}\nnats_tls_key_file={other_key_file}\n"
-            ))
-            .contains("is not the key of the certificate"),
-            "a mismatched key is named as such"
+            matches!(error, ConfigError::Worker(_)),
+            "the worker's error is kept: {error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("nats_creds_file: failed to read {missing}")),
+            "the message names the key and the file: {error}"
+        );
+        let cause = std::error::Error::source(&error);
+        assert!(
+            cause.is_some_and(|cause| cause.is::<std::io::Error>()),
+            "the I/O error is the cause: {error:?}"
         );
     }
 
@@ -466,66 +230,6 @@ mod tests {
             error.starts_with("nats_url: missing, but nats_tls_* keys are set"),
             "{error}"
         );
-    }
-
-    #[test]
-    fn credential_files_are_checked_at_startup() {
-        let directory = TempDirectory::new();
-        let seed = nkeys::KeyPair::new_user().seed().unwrap();
-        let account_seed = nkeys::KeyPair::new_account().seed().unwrap();
-        let seed_file = directory.write("user.nk", format!("{seed}\n"));
-        let account_file = directory.write("account.nk", format!("{account_seed}\n"));
-        let not_creds = directory.write("bad.creds", "no JWT here\n");
-        let url = "nats_url=nats://127.0.0.1:4222\n";
-
-        let (nats, _) = settings(&format!("{url}nats_nkey_seed_file={seed_file}\n")).unwrap();
-        let auth = nats.unwrap().auth;
-        assert_eq!(auth.kind(), "nkey_seed");
-        assert!(
-            !format!("{auth:?}").contains(&seed),
-            "the seed stays out of debug output"
-        );
-
-        let cases = [
-            (
-                "account seed",
-                format!("{url}nats_nkey_seed_file={account_file}\n"),
-                "nats_nkey_seed_file: ",
-            ),
-            (
-                "creds file without JWT",
-                format!("{url}nats_creds_file={not_creds}\n"),
-                "nats_creds_file: ",
-            ),
-            (
-                "creds file under its alias",
-                format!("{url}nats_credentials_file={not_creds}\n"),
-                "nats_credentials_file: ",
-            ),
-            (
-                "missing creds file",
-                format!("{url}nats_creds_file=/nonexistent/user.creds\n"),
-                "nats_creds_file: failed to read /nonexistent/user.creds",
-            ),
-            (
-                "seed and creds file",
-                format!("{url}nats_nkey_seed_file={seed_file}\nnats_creds_file={not_creds}\n"),
-                "nats_nkey_seed_file: nats_creds_file is also set",
-            ),
-            (
-                "both spellings with different files",
-                format!("{url}nats_creds_file=/a.creds\nnats_credentials_file=/b.creds\n"),
-                "nats_creds_file: \"/a.creds\" differs from nats_credentials_file",
-            ),
-        ];
-        for (name, text, expected) in cases {
-            let error = error_of(&text);
-            assert!(
-                error.starts_with(expected),
-                "{name}: {error:?} does not start with {expected:?}"
-            );
-            assert!(!error.contains(&seed), "{name}: the seed leaked: {error}");
-        }
     }
 
     #[test]
