@@ -274,13 +274,13 @@ fn reply_matching(
     }
     let expected_method = validation_method(plan);
     let replied_method = details_method(&response.details);
-    if let (Some(expected), Some(replied)) = (expected_method, replied_method) {
-        if expected != replied {
-            return Err(TransportError::InvalidReply {
-                perspective: perspective.code.clone(),
-                reason: format!("the reply is for {replied}, the request was for {expected}"),
-            });
-        }
+    if let (Some(expected), Some(replied)) = (expected_method, replied_method)
+        && expected != replied
+    {
+        return Err(TransportError::InvalidReply {
+            perspective: perspective.code.clone(),
+            reason: format!("the reply is for {replied}, the request was for {expected}"),
+        });
     }
     Ok(response)
 }

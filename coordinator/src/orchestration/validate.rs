@@ -256,16 +256,15 @@ pub fn enum_value_issues(body: &serde_json::Value) -> Vec<ValidationIssue> {
         .get("caa_check_parameters")
         .and_then(|parameters| parameters.get("certificate_type"))
         .filter(|value| !value.is_null());
-    if let Some(value) = certificate_type {
-        if !value
+    if let Some(value) = certificate_type
+        && !value
             .as_str()
             .is_some_and(|name| CERTIFICATE_TYPES.contains(&name))
-        {
-            issues.push(ValidationIssue::new(
-                issue_type::INVALID_CERTIFICATE_TYPE,
-                format!("Invalid 'certificate-type' specified: {}", json_text(value)),
-            ));
-        }
+    {
+        issues.push(ValidationIssue::new(
+            issue_type::INVALID_CERTIFICATE_TYPE,
+            format!("Invalid 'certificate-type' specified: {}", json_text(value)),
+        ));
     }
 
     let Some(dcv) = body.get("dcv_check_parameters") else {
@@ -281,19 +280,18 @@ pub fn enum_value_issues(body: &serde_json::Value) -> Vec<ValidationIssue> {
             .find(|(name, _)| *name == method)
             .map(|(_, types)| *types)
     });
-    if let (Some(method), Some(record_type), Some(accepted)) = (method, record_type, accepted) {
-        if !record_type
+    if let (Some(method), Some(record_type), Some(accepted)) = (method, record_type, accepted)
+        && !record_type
             .as_str()
             .is_some_and(|name| accepted.contains(&name))
-        {
-            issues.push(ValidationIssue::new(
-                issue_type::INVALID_VALIDATION_METHOD_RECORD_TYPE_COMBINATION,
-                format!(
-                    "Invalid validation method and record type combination: {method} and {}",
-                    json_text(record_type)
-                ),
-            ));
-        }
+    {
+        issues.push(ValidationIssue::new(
+            issue_type::INVALID_VALIDATION_METHOD_RECORD_TYPE_COMBINATION,
+            format!(
+                "Invalid validation method and record type combination: {method} and {}",
+                json_text(record_type)
+            ),
+        ));
     }
     issues
 }
@@ -417,13 +415,13 @@ fn dcv_parameter_issues(parameters: &DcvCheckParameters) -> Vec<ValidationIssue>
 
     match parameters {
         DcvCheckParameters::WebsiteChange(website) => {
-            if let Some(pattern) = &website.match_regex {
-                if let Err(error) = regex::Regex::new(pattern) {
-                    issues.push(ValidationIssue::new(
-                        issue_type::INVALID_MATCH_REGEX,
-                        format!("Invalid match_regex {pattern:?}: {}", last_line(&error)),
-                    ));
-                }
+            if let Some(pattern) = &website.match_regex
+                && let Err(error) = regex::Regex::new(pattern)
+            {
+                issues.push(ValidationIssue::new(
+                    issue_type::INVALID_MATCH_REGEX,
+                    format!("Invalid match_regex {pattern:?}: {}", last_line(&error)),
+                ));
             }
         }
         DcvCheckParameters::AcmeTlsAlpn01(hash) if !challenge_blank => {

@@ -266,10 +266,10 @@ pub fn answer_requests(
             if sender.send(payload).is_err() {
                 return;
             }
-            if let Some(reply) = message.reply {
-                if let Err(error) = client.publish(reply, answer).await {
-                    panic!("cannot publish a reply: {error}");
-                }
+            if let Some(reply) = message.reply
+                && let Err(error) = client.publish(reply, answer).await
+            {
+                panic!("cannot publish a reply: {error}");
             }
         }
     });
