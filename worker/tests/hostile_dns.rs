@@ -55,7 +55,11 @@ fn zones() -> Vec<Zone> {
             hop + 1
         ));
     }
-    let last_zone = if CHAIN_HOPS.is_multiple_of(2) { &mut a } else { &mut b };
+    let last_zone = if CHAIN_HOPS.is_multiple_of(2) {
+        &mut a
+    } else {
+        &mut b
+    };
     last_zone.push_str(&format!("\n        chain{CHAIN_HOPS} CAA 0 issue \";\""));
 
     vec![
