@@ -411,6 +411,27 @@ async fn replay_on(deployment: &Deployment, code: &str, captured: CapturedReply)
                 .unwrap();
         }
     });
+    wait_until_answered(deployment, &format!("mpic.{code}.caa")).await;
+}
+
+/// Waits until a request on `subject` from another connection gets a reply. Under a loaded
+/// test run a flushed subscription was not always visible to the next request yet.
+async fn wait_until_answered(deployment: &Deployment, subject: &str) {
+    let probe = async_nats::connect(deployment.nats.url()).await.unwrap();
+    for _ in 0..50 {
+        let request = async_nats::Request::new()
+            .payload(Bytes::from_static(b"{}"))
+            .timeout(Some(std::time::Duration::from_secs(1)));
+        if probe
+            .send_request(subject.to_owned(), request)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("nothing answers on {subject}");
 }
 
 /// Collects the `record` field of every audit event.
