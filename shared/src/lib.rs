@@ -12,7 +12,7 @@
 //! - [`appconf`]: the `KEY=VALUE` configuration files of the seed deployment, with environment
 //!   overrides.
 //!
-//! The crate does serde and parsing only: it performs no network I/O and knows nothing about
+//! The crate does serde and parsing only: it performs no network I/O and does not depend on
 //! NATS clients, HTTP servers or DNS resolvers.
 
 #![warn(missing_docs)]

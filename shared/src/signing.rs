@@ -1,7 +1,7 @@
 //! Signed perspective replies.
 //!
 //! Every reply a worker sends can carry an Ed25519 signature made with its perspective's key.
-//! The coordinator knows each perspective's public keys, so a compromised region holding valid
+//! The coordinator holds each perspective's public keys, so a compromised region holding valid
 //! NATS credentials still cannot answer for another region, and a reply recorded earlier cannot
 //! be played back: the signature covers a request identifier that the coordinator makes fresh
 //! for every call.
@@ -30,10 +30,10 @@ pub const SIGNATURE_HEADER: &str = "Mpic-Signature";
 /// Domain-separation label, so these signatures can never be mistaken for another protocol's.
 const SIGNATURE_CONTEXT: &[u8] = b"mpic-reply-v1";
 
-/// Longest request identifier accepted; ours are UUIDs (36 characters).
+/// Maximum length of a request identifier; ours are UUIDs (36 characters).
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// Why a key could not be loaded or a reply not verified.
+/// The reason a key could not be loaded or a reply not verified.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SigningError {

@@ -29,7 +29,7 @@ pub struct DomainTarget {
     pub wildcard: bool,
 }
 
-/// Why a target was rejected.
+/// The reason a target was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TargetError {
@@ -43,7 +43,7 @@ pub enum TargetError {
         target: String,
     },
     /// The target contains a character that UTS 46 would drop silently, such as a zero-width
-    /// space, so the name checked would differ from the name the caller sees.
+    /// space, so the name checked would differ from the name the caller sent.
     #[error(
         "{target:?} contains an invisible character (U+{code_point:04X}) that domain name \
          processing would drop: remove it"
