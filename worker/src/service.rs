@@ -30,7 +30,7 @@
 //! client certificate, so the server can authenticate the worker (mutual TLS).
 
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions, Event, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
@@ -54,6 +54,8 @@ pub struct NatsService {
     reply_signing: Option<ReplySigningKey>,
     caa: Subscription,
     dcv: Subscription,
+    /// Bound on each shutdown step that needs the server (see [`SHUTDOWN_STEP_TIMEOUT`]).
+    shutdown_step_timeout: Duration,
 }
 
 #[derive(Debug)]
@@ -107,7 +109,19 @@ pub enum ServiceError {
     /// The replies still buffered at shutdown could not be flushed to the server.
     #[error("failed to flush the NATS connection at shutdown")]
     Flush(#[source] async_nats::client::FlushError),
+    /// The server did not confirm the final flush in time, so replies may be lost; the server
+    /// is usually gone.
+    #[error("the NATS server did not confirm the final flush within {timeout:?}")]
+    FlushTimedOut {
+        /// The bound that expired.
+        timeout: Duration,
+    },
 }
+
+/// How long shutdown waits for each step that needs the NATS server: the server's end of the
+/// drained subscriptions, then the final flush. Checks in flight are bounded by their own
+/// deadline; these steps would otherwise wait forever for a server that has gone away.
+pub const SHUTDOWN_STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects to NATS with the configured servers and credentials and no TLS settings, for
 /// callers that have none: TLS is then used only for `tls://` URLs or when the server demands
@@ -216,7 +230,14 @@ impl NatsService {
             reply_signing,
             caa,
             dcv,
+            shutdown_step_timeout: SHUTDOWN_STEP_TIMEOUT,
         })
+    }
+
+    /// Replaces [`SHUTDOWN_STEP_TIMEOUT`], for tests that stop the server.
+    pub fn with_shutdown_step_timeout(mut self, timeout: Duration) -> NatsService {
+        self.shutdown_step_timeout = timeout;
+        self
     }
 
     /// Serves requests until `shutdown` completes, then drains: stops receiving, waits for the
@@ -229,14 +250,29 @@ impl NatsService {
         // a worker with every slot taken leaves further requests in the subscription buffer,
         // and a shutdown is still noticed at once.
         let mut waiting: Option<Request> = None;
+        // Set at shutdown: when the server has not ended both subscriptions by then, the loop
+        // stops waiting for it.
+        let mut drain_deadline: Option<tokio::time::Instant> = None;
 
         while self.caa.open || self.dcv.open || waiting.is_some() {
+            let drain_expiry =
+                tokio::time::sleep_until(drain_deadline.unwrap_or_else(tokio::time::Instant::now));
             tokio::select! {
                 () = &mut shutdown, if !draining => {
                     draining = true;
+                    drain_deadline =
+                        Some(tokio::time::Instant::now() + self.shutdown_step_timeout);
                     info!(in_flight = tasks.len(), "shutdown requested: draining NATS subscriptions");
                     self.caa.drain().await;
                     self.dcv.drain().await;
+                }
+                () = drain_expiry, if drain_deadline.is_some() && waiting.is_none() => {
+                    warn!(
+                        timeout = ?self.shutdown_step_timeout,
+                        "the NATS server did not end the drained subscriptions in time; \
+                         stopping without it"
+                    );
+                    break;
                 }
                 permit = self.checker.acquire(), if waiting.is_some() => {
                     if let Some(request) = waiting.take() {
@@ -267,10 +303,16 @@ impl NatsService {
         while let Some(joined) = tasks.join_next().await {
             log_task_end(joined);
         }
-        self.client.flush().await.map_err(ServiceError::Flush)?;
-        if let Err(error) = self.client.drain().await {
+        let timeout = self.shutdown_step_timeout;
+        tokio::time::timeout(timeout, self.client.flush())
+            .await
+            .map_err(|_| ServiceError::FlushTimedOut { timeout })?
+            .map_err(ServiceError::Flush)?;
+        match tokio::time::timeout(timeout, self.client.drain()).await {
+            Ok(Ok(())) => {}
             // Every reply has been flushed; closing the connection is a courtesy to the server.
-            debug!(%error, "failed to close the NATS connection");
+            Ok(Err(error)) => debug!(%error, "failed to close the NATS connection"),
+            Err(_) => debug!("the NATS server did not confirm closing the connection"),
         }
         info!("NATS service stopped");
         Ok(())

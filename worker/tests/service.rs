@@ -665,6 +665,43 @@ async fn in_flight_bound_holds() {
 }
 
 /// Waits until `condition` holds, checking every 10 ms for at most 5 seconds.
+/// Regression: with the NATS server gone, a worker told to stop waited forever for the
+/// server to end its drained subscriptions.
+#[tokio::test]
+async fn shutdown_finishes_without_the_server() {
+    let mut nats = NatsServer::start();
+    let dns = TestDns::start(zones()).await;
+    let config = worker_config(&nats, dns.addr(), 4);
+    let client = service::connect_with_tls(config.nats.as_ref().unwrap(), &config.nats_tls, "test")
+        .await
+        .expect("worker connects");
+    let service = NatsService::start(
+        client,
+        Checker::new(&config).expect("checker builds"),
+        &config.subject_prefix,
+        None,
+    )
+    .await
+    .expect("worker subscribes")
+    .with_shutdown_step_timeout(Duration::from_millis(300));
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(service.run(async {
+        let _ = stopped.await;
+    }));
+
+    nats.kill();
+    shutdown.send(()).expect("worker is still running");
+    let result = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("worker stops although the server is gone")
+        .expect("worker task does not panic");
+
+    assert!(
+        matches!(result, Ok(()) | Err(ServiceError::FlushTimedOut { .. })),
+        "unexpected result: {result:?}"
+    );
+}
+
 async fn wait_until(what: &str, condition: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !condition() {
