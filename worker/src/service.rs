@@ -5,7 +5,7 @@
 //! of the perspective's workers and a region scales by adding workers. Each request runs in
 //! its own task once a check slot is free ([`Checker::acquire`]). While every slot is taken,
 //! the loop stops reading and requests wait in the client's subscription buffer. The reply is
-//! the JSON [`CheckResponse`](mpic_shared::reply::CheckResponse) with the header
+//! the JSON [`mpic_shared::reply::CheckResponse`] with the header
 //! [`PERSPECTIVE_HEADER`] naming the perspective, because the coordinator rejects replies
 //! without it. The request header [`TRACE_HEADER`] goes into the request's span. A message
 //! without a reply subject cannot be answered and is ignored.

@@ -4,7 +4,7 @@
 //! in-process or through a real listener, and [`serve`] runs it until a shutdown signal.
 //!
 //! - [`auth`]: API key authentication of the calling CA ([`ApiKeys`]).
-//! - [`error`]: [`ApiError`](error::ApiError), the one error type, rendering the Open MPIC
+//! - [`error`]: [`error::ApiError`], the one error type, rendering the Open MPIC
 //!   error bodies.
 //! - [`extract`]: [`ApiJson`](extract::ApiJson), the JSON extractor whose rejections use those
 //!   bodies.

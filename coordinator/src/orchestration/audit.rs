@@ -15,7 +15,7 @@
 //!
 //! Exit paths and who emits:
 //! - a request that ran (valid, invalid, or failed while orchestrating): the orchestrator, via
-//!   an [`AuditScope`] that also emits if the request future is dropped, for example when the
+//!   an `AuditScope` that also emits if the request future is dropped, for example when the
 //!   API layer's deadline expires (`outcome: cancelled`);
 //! - a request rejected by validation: the orchestrator's `handle`, or [`emit_rejection`] when
 //!   the API layer rejects a body that did not parse;

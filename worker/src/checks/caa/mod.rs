@@ -9,15 +9,15 @@
 //! 1. Parse the target (`mpic_shared::target`): A-labels (UTS 46), lower case, no trailing dot;
 //!    `*.` marks a wildcard. An IP address needs no DNS query: RFC 8659 defines CAA for domain
 //!    names only, so the check passes at once and reports that no record is present.
-//! 2. [`lookup`]: query CAA for the name and every parent up to the TLD in parallel, with a
+//! 2. `lookup`: query CAA for the name and every parent up to the TLD in parallel, with a
 //!    fresh, cache-free resolver ([`crate::resolver`]) and the resolution lifetime as deadline.
-//! 3. [`relevant`]: select the relevant RRset, the one of the closest name that has CAA records
+//! 3. `relevant`: select the relevant RRset, the one of the closest name that has CAA records
 //!    ([RFC 8659 §3](https://www.rfc-editor.org/rfc/rfc8659#section-3)). A failed lookup at or
 //!    below that name leaves the check not completed, never passed.
-//! 4. [`evaluate`]: apply `issue`, `issuewild`, `issuemail`, the critical flag and the RFC 8657
+//! 4. `evaluate`: apply `issue`, `issuewild`, `issuemail`, the critical flag and the RFC 8657
 //!    `accounturi` / `validationmethods` parameters
 //!    ([RFC 8659 §4](https://www.rfc-editor.org/rfc/rfc8659#section-4),
-//!    [RFC 8657](https://www.rfc-editor.org/rfc/rfc8657)). [`property`] parses the values.
+//!    [RFC 8657](https://www.rfc-editor.org/rfc/rfc8657)). `property` parses the values.
 //!
 //! Deliberate choices (see `docs/decisions/caa-critical-flag.md`):
 //!
