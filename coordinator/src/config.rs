@@ -267,9 +267,9 @@ pub enum ConfigError {
     /// The perspective catalogue is invalid (bad YAML, unknown RIR, invalid or repeated code).
     #[error("perspective_catalogue: {source} (in {catalogue})")]
     Catalogue {
-        /// Where the catalogue came from.
+        /// The catalogue's file, or the built-in catalogue.
         catalogue: String,
-        /// What is wrong with it.
+        /// The problem with the catalogue.
         #[source]
         source: CatalogueError,
     },
@@ -282,7 +282,7 @@ pub enum ConfigError {
     Invalid {
         /// The key at fault.
         key: &'static str,
-        /// What is wrong and what is expected.
+        /// The problem and the expected value.
         reason: String,
     },
     /// A file named by a key (certificate, key, credentials, key directory) could not be read.
@@ -742,7 +742,7 @@ pub const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 /// Smallest default request deadline: 30 seconds, a common HTTP client timeout.
 pub const MIN_DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How the startup log names the catalogue built into the binary.
+/// The startup log's name for the catalogue built into the binary.
 const EMBEDDED_CATALOGUE_SOURCE: &str = "the catalogue built into the binary";
 
 /// Default `log_level`.

@@ -9,7 +9,7 @@
 //! - a region's workers, its leaf node, or anything holding the region's hub credentials
 //!   cannot receive another region's requests, and nothing they publish except replies
 //!   reaches another region or the coordinator;
-//! - nobody reaches the hub without a client certificate from the deployment's CA.
+//! - no client reaches the hub without a client certificate from the deployment's CA.
 //!
 //! The signed replies, the binaries and the coordinator's reaction to a missing region are
 //! tested elsewhere.

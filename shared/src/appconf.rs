@@ -1,9 +1,10 @@
 //! The `KEY=VALUE` configuration files of the seed deployment (`app.conf`), with environment
 //! overrides.
 //!
-//! One setting per line; blank lines and lines starting with `#` are skipped; whitespace around
-//! the key and value is trimmed; a value wrapped in one pair of matching single or double quotes
-//! loses them; an `export ` prefix is allowed so the same file can be sourced by a shell.
+//! A file has one setting per line. Blank lines and lines starting with `#` are skipped, and
+//! whitespace around the key and the value is trimmed. A value wrapped in one pair of matching
+//! single or double quotes loses them. An `export ` prefix is allowed, so the same file can be
+//! sourced by a shell.
 //! The environment overrides the file: for key `hash_secret`, the variable `hash_secret` (how the
 //! Python service reads it) or `HASH_SECRET` is used, the exact spelling first. Only keys the
 //! caller names are looked up in the environment.
@@ -23,11 +24,11 @@ pub struct AppConf {
 pub struct Setting {
     /// The value with quotes removed.
     pub value: String,
-    /// Where the value came from, for error messages.
+    /// The origin of the value, for error messages.
     pub source: SettingSource,
 }
 
-/// Where a setting came from.
+/// The origin of a setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SettingSource {
     /// A line of the configuration file (1-based).
@@ -51,7 +52,7 @@ impl fmt::Display for SettingSource {
     }
 }
 
-/// Why configuration could not be read or a value not used.
+/// The reason configuration could not be read or a value not used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AppConfError {
@@ -76,9 +77,9 @@ pub enum AppConfError {
         key: String,
         /// The value as given.
         value: String,
-        /// Where the value came from.
+        /// The origin of the value.
         source_of_value: String,
-        /// What is expected.
+        /// The expected form of the value.
         reason: String,
     },
 }

@@ -73,7 +73,7 @@ pub struct PerspectiveInfo {
     pub code: String,
     /// A human-readable name, e.g. "US East (N. Virginia)".
     pub name: String,
-    /// The RIR whose service region holds the perspective.
+    /// The RIR whose service region contains the perspective.
     pub rir: Rir,
     /// Codes of perspectives closer than 500 km.
     pub too_close_codes: Vec<String>,

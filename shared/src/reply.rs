@@ -45,7 +45,7 @@ pub struct DcvCheckRequest {
 pub struct CheckError {
     /// A `type:subtype` identifier such as `mpic_error:caa_checker:lookup`; see [`error_type`].
     pub error_type: String,
-    /// What went wrong, for a person.
+    /// A description of the problem, for a person.
     pub error_message: String,
 }
 
@@ -82,7 +82,7 @@ pub struct CheckResponse {
     pub check_completed: bool,
     /// True when the check ran and found what it looked for.
     pub check_passed: bool,
-    /// Why the check failed or could not complete; null when there is nothing to say.
+    /// The reasons the check failed or could not complete; null when there are none.
     pub errors: Option<Vec<CheckError>>,
     /// When the check finished, in nanoseconds since the Unix epoch.
     pub timestamp_ns: u64,

@@ -197,7 +197,7 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes,
         return Err(too_large());
     }
 
-    // One byte over the limit is read so that an oversized body is told apart from one of
+    // One byte over the limit is read so that an oversized body is distinguished from one of
     // exactly the maximum size.
     let read = axum::body::to_bytes(body, MAX_REQUEST_BYTES + 1);
     match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {

@@ -34,7 +34,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 /// DNS settings of a worker, as its configuration states them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolverSettings {
-    /// Where queries go. Default: the system's name servers from `/etc/resolv.conf`.
+    /// The name servers queries go to. Default: the system's name servers from `/etc/resolv.conf`.
     pub name_servers: NameServers,
     /// How long one query may wait for an answer before it is retried
     /// (`dns_timeout_seconds`). Default: [`DEFAULT_QUERY_TIMEOUT`], 2 seconds.
@@ -61,7 +61,7 @@ pub enum NameServers {
     Configured(Vec<SocketAddr>),
 }
 
-/// Why a resolver could not be set up.
+/// The reason a resolver could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResolverError {

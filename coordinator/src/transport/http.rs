@@ -31,7 +31,7 @@ use crate::transport::{
     MAX_REPLY_BYTES, TransportError, new_request_id, parse_reply, verify_signature,
 };
 
-/// Why the HTTP client could not be built.
+/// The reason the HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HttpSetupError {

@@ -39,13 +39,13 @@ use tracing::Instrument;
 
 use crate::config::{CoordinatorConfig, DeployedPerspective, PerspectiveEndpoint, ReplySignatures};
 
-/// Why a perspective call produced no usable reply. The orchestration turns each of these into
+/// The reason a perspective call produced no usable reply. The orchestration turns each of these into
 /// that perspective's error reply (`check_completed: false`, error type
 /// `mpic_error:coordinator:remote_check`), and the audit record keeps the kinds apart.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
-    /// Nobody listens on the perspective's subject: it has no running workers.
+    /// No subscriber listens on the perspective's subject, so it has no running workers.
     #[error("perspective {perspective} has no responders on {subject}")]
     NoResponders {
         /// The perspective code.
@@ -66,7 +66,7 @@ pub enum TransportError {
     InvalidReply {
         /// The perspective code.
         perspective: String,
-        /// What was wrong with it.
+        /// The problem with the reply.
         reason: String,
     },
     /// The reply was signed by, or names, another perspective than the one called.
@@ -142,7 +142,7 @@ impl std::fmt::Display for TransportErrorKind {
     }
 }
 
-/// Why the transports could not be set up at startup.
+/// The reason the transports could not be set up at startup.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportSetupError {
@@ -157,7 +157,7 @@ pub enum TransportSetupError {
     InProcess {
         /// The perspective.
         perspective: String,
-        /// What failed; `None` when no worker configuration was given.
+        /// The checker's setup error; `None` when no worker configuration was given.
         #[source]
         source: Option<CheckerSetupError>,
     },

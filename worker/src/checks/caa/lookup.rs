@@ -158,8 +158,9 @@ async fn query_caa(resolver: &TokioResolver, name: &str) -> NameLookup {
 }
 
 /// Returns true when an empty answer may come from hickory giving up on a CNAME chain rather
-/// than from the name server: it names another query than `fqdn`, so a CNAME was followed, or
-/// it carries no SOA, which every negative answer of a conforming server does (RFC 2308 §3).
+/// than from the name server. That is the case when it names another query than `fqdn`,
+/// because a CNAME was followed, or when it carries no SOA, which every negative answer of a
+/// conforming server does (RFC 2308 §3).
 fn may_have_stopped_in_chain(fqdn: &Name, no_records: &NoRecords) -> bool {
     no_records.query.name() != fqdn || no_records.soa.is_none()
 }

@@ -221,7 +221,7 @@ async fn relevant_caa_answer(
         ))
     })?;
     // The records were there a moment ago. Finding none now means the zone is changing and
-    // tells nothing reliable about the name, so the check is not completed.
+    // shows nothing reliable about the name, so the check is not completed.
     query(resolvers, &name, RecordType::CAA)
         .await
         .map_err(|failure| {
